@@ -1,0 +1,172 @@
+//! The only code that touches the network: requests go out through `wasi:http`, so the host's
+//! sandbox (allow-list, trust roots, pooled connection, timeouts) applies to every one of them.
+
+use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
+use std::io::{Read, Write};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
+};
+
+/// Answers larger than this are refused: KMS and STS answers are a few KiB, and a hostile
+/// endpoint must not make the plugin allocate without bound.
+const MAX_RESPONSE_BYTES: u64 = 1 << 20;
+
+pub struct WasiHttp;
+
+impl Transport for WasiHttp {
+    fn send_all(&self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
+        // Start every request before waiting on any: the host runs them concurrently.
+        let started: Vec<_> = requests.iter().map(start).collect();
+        started
+            .into_iter()
+            .zip(&requests)
+            .map(|(fut, req)| fut.and_then(|f| finish(f, &req.authority)))
+            .collect()
+    }
+}
+
+fn start(req: &HttpRequest) -> Result<FutureIncomingResponse, TransportError> {
+    let other = |detail: String| TransportError::Other {
+        authority: req.authority.clone(),
+        detail,
+    };
+    let entries: Vec<(String, Vec<u8>)> = req
+        .headers
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
+        .collect();
+    let headers = Fields::from_list(&entries).map_err(|e| other(format!("bad header: {e:?}")))?;
+    let outgoing = OutgoingRequest::new(headers);
+    let method = match req.method {
+        "GET" => Method::Get,
+        "PUT" => Method::Put,
+        _ => Method::Post,
+    };
+    outgoing
+        .set_method(&method)
+        .map_err(|_| other("bad method".into()))?;
+    outgoing
+        .set_scheme(Some(&Scheme::Https))
+        .map_err(|_| other("bad scheme".into()))?;
+    outgoing
+        .set_authority(Some(&req.authority))
+        .map_err(|_| other(format!("bad authority {:?}", req.authority)))?;
+    outgoing
+        .set_path_with_query(Some(&req.path_and_query))
+        .map_err(|_| other("bad path".into()))?;
+    let options = RequestOptions::new();
+    if let Some(t) = req.timeout {
+        let ns = t.as_nanos().min(u64::MAX as u128) as u64;
+        // Hosts may not support every timeout; the host keeps its own caps regardless.
+        let _ = options.set_connect_timeout(Some(ns));
+        let _ = options.set_first_byte_timeout(Some(ns));
+        let _ = options.set_between_bytes_timeout(Some(ns));
+    }
+    let body = outgoing
+        .body()
+        .map_err(|_| other("request body unavailable".into()))?;
+    let future = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|code| map_error(code, &req.authority))?;
+    {
+        let mut stream = body
+            .write()
+            .map_err(|_| other("request body unavailable".into()))?;
+        stream
+            .write_all(&req.body)
+            .map_err(|e| other(format!("writing the body: {e}")))?;
+        stream
+            .flush()
+            .map_err(|e| other(format!("writing the body: {e}")))?;
+    }
+    OutgoingBody::finish(body, None).map_err(|code| map_error(code, &req.authority))?;
+    Ok(future)
+}
+
+fn finish(future: FutureIncomingResponse, authority: &str) -> Result<HttpResponse, TransportError> {
+    let other = |detail: String| TransportError::Other {
+        authority: authority.into(),
+        detail,
+    };
+    future.subscribe().block();
+    let response = match future.get() {
+        Some(Ok(Ok(r))) => r,
+        Some(Ok(Err(code))) => return Err(map_error(code, authority)),
+        _ => return Err(other("the response was lost".into())),
+    };
+    let status = response.status();
+    let headers = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let incoming = response
+        .consume()
+        .map_err(|_| other("response body unavailable".into()))?;
+    let mut body = Vec::new();
+    {
+        let stream = incoming
+            .stream()
+            .map_err(|_| other("response body unavailable".into()))?;
+        let read = stream
+            .take(MAX_RESPONSE_BYTES + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| other(format!("reading the response: {e}")))?;
+        if read as u64 > MAX_RESPONSE_BYTES {
+            return Err(other(format!(
+                "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+            )));
+        }
+    }
+    drop(incoming);
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn map_error(code: ErrorCode, authority: &str) -> TransportError {
+    let authority = authority.to_string();
+    match code {
+        ErrorCode::HttpRequestDenied => TransportError::Denied { authority },
+        ErrorCode::TlsCertificateError => TransportError::Tls {
+            authority,
+            detail: "the server's certificate is not trusted".into(),
+        },
+        ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => TransportError::Tls {
+            authority,
+            detail: format!("{code:?}"),
+        },
+        ErrorCode::DnsError(_)
+        | ErrorCode::DnsTimeout
+        | ErrorCode::DestinationNotFound
+        | ErrorCode::DestinationUnavailable
+        | ErrorCode::DestinationIpProhibited
+        | ErrorCode::DestinationIpUnroutable
+        | ErrorCode::ConnectionRefused => TransportError::Connect {
+            authority,
+            detail: connect_detail(&code),
+        },
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::HttpResponseTimeout => TransportError::Timeout { authority },
+        other => TransportError::Other {
+            authority,
+            detail: format!("{other:?}"),
+        },
+    }
+}
+
+fn connect_detail(code: &ErrorCode) -> String {
+    match code {
+        ErrorCode::DnsError(_) | ErrorCode::DnsTimeout | ErrorCode::DestinationNotFound => {
+            "the host name could not be resolved".into()
+        }
+        ErrorCode::ConnectionRefused => "connection refused".into(),
+        ErrorCode::DestinationIpProhibited => "the address is prohibited".into(),
+        _ => "the destination is unreachable".into(),
+    }
+}
