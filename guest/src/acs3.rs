@@ -183,6 +183,19 @@ mod tests {
         assert_eq!(percent_encode("alias/test-key"), "alias%2Ftest-key");
     }
 
+    fn post<'a>(
+        query: &'a [(&'a str, &'a str)],
+        headers: &'a [(&'a str, &'a str)],
+    ) -> SignableRequest<'a> {
+        SignableRequest {
+            method: "POST",
+            path: "/",
+            query,
+            headers,
+            payload_sha256: EMPTY_BODY_SHA256,
+        }
+    }
+
     fn kms_headers<'a>(action: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut h = vec![
             ("host", "kms.cn-hangzhou.aliyuncs.com"),
@@ -216,13 +229,7 @@ mod tests {
             ("x-acs-signature-nonce", "3156853299f313e23d1673dc12e1703d"),
             ("x-acs-content-sha256", EMPTY_BODY_SHA256),
         ];
-        let req = SignableRequest {
-            method: "POST",
-            path: "/",
-            query: &query,
-            headers: &headers,
-            payload_sha256: EMPTY_BODY_SHA256,
-        };
+        let req = post(&query, &headers);
         let canonical = CanonicalRequest::new(&req);
         assert_eq!(
             canonical.to_string(),
@@ -253,13 +260,7 @@ mod tests {
             ("KeyVersionId", "2ab1a983-7072-4bbc-a582-584b5bd8ecf3"),
         ];
         let headers = kms_headers("GetPublicKey", &[]);
-        let req = SignableRequest {
-            method: "POST",
-            path: "/",
-            query: &query,
-            headers: &headers,
-            payload_sha256: EMPTY_BODY_SHA256,
-        };
+        let req = post(&query, &headers);
         let canonical = CanonicalRequest::new(&req);
         assert_eq!(
             StringToSign::new(&canonical).to_string(),
@@ -287,13 +288,7 @@ mod tests {
                 ("x-acs-security-token", "testSecurityToken"),
             ],
         );
-        let req = SignableRequest {
-            method: "POST",
-            path: "/",
-            query: &query,
-            headers: &headers,
-            payload_sha256: EMPTY_BODY_SHA256,
-        };
+        let req = post(&query, &headers);
         let canonical = CanonicalRequest::new(&req);
         assert!(canonical.to_string().contains(
             "\nAlgorithm=ECDSA_SHA_256&Digest=%2B%2F8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0%3D&KeyId="
@@ -319,13 +314,7 @@ mod tests {
             ("KeyUsage", "SIGN/VERIFY"),
         ];
         let headers = kms_headers("CreateKey", &[]);
-        let req = SignableRequest {
-            method: "POST",
-            path: "/",
-            query: &query,
-            headers: &headers,
-            payload_sha256: EMPTY_BODY_SHA256,
-        };
+        let req = post(&query, &headers);
         assert_eq!(
             canonical_query(&query),
             "Description=Created%20by%20Sigstore&KeySpec=EC_P256&KeyUsage=SIGN%2FVERIFY"
