@@ -1,0 +1,415 @@
+//! A local stand-in for Alibaba Cloud KMS (API version 2016-01-20), strict enough to test a
+//! client against.
+//!
+//! The real service cannot be reached from the machines that build and test
+//! sigstore-kms-alibabakms, so this emulator is what every test talks to. A lenient emulator
+//! would make those tests lie, so it behaves like the real gateway wherever that is known:
+//!
+//! * HTTPS only (its own CA, written to a file for `SSL_CERT_FILE`), HTTP/1.1 with keep-alive.
+//! * Every request must carry a valid `ACS3-HMAC-SHA256` signature ([`verify_acs3`], written
+//!   from the spec, not from a client): unknown AccessKeys, wrong signatures, unsigned
+//!   `x-acs-*`/`host` headers, dates more than 15 minutes off, reused nonces, missing or
+//!   foreign STS tokens are refused with Alibaba's codes and HTTP statuses.
+//! * The actions keep real P-256 keys: signatures are DER ECDSA that verify against the PEM
+//!   `GetPublicKey` returns, and responses use the documented JSON shapes
+//!   (`KeyVersions.KeyVersion[]`, string `KeyMetadata` fields, boolean verify `Value`, ...).
+//! * It counts requests per action, connections and TLS handshakes, and records what each
+//!   request carried, so tests can hold a client to its round-trip budget.
+//!
+//! Where Alibaba's behaviour is not documented the emulator picks the conservative reading and
+//! says so in a doc comment (see [`error`] and [`state::Key::primary_version`]).
+//!
+//! ```no_run
+//! use alibabakms_emulator::{Emulator, EmulatorConfig};
+//! let emu = Emulator::start(EmulatorConfig::default()).unwrap();
+//! let key = emu.create_key("EC_P256").unwrap();
+//! emu.create_alias("alias/demo", &key.key_id).unwrap();
+//! println!("alibabakms://{}/alias/demo (CA: {})", emu.endpoint(), emu.ca_pem_path().display());
+//! ```
+
+pub mod acs3_verify;
+pub mod actions;
+pub mod clock;
+pub mod error;
+mod server;
+pub mod state;
+mod tls;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+pub use acs3_verify::{verify_acs3, Credential, NonceCache, VerifiedRequest};
+pub use clock::NowFn;
+pub use error::{ApiError, ErrorKind};
+pub use server::{RecordedRequest, Stats};
+pub use state::KeyState;
+
+use server::{lock, Shared};
+use state::State;
+
+/// The AccessKey id an emulator accepts unless configured otherwise. It matches the captures
+/// in shared/conformance/acs3-sdk-requests.jsonl.
+pub const DEFAULT_ACCESS_KEY_ID: &str = "refkms-ak";
+/// The secret of [`DEFAULT_ACCESS_KEY_ID`].
+pub const DEFAULT_ACCESS_KEY_SECRET: &str = "refkms-secret";
+/// The KMS instance known by default (usable as `DKMSInstanceId`).
+pub const DEFAULT_KMS_INSTANCE_ID: &str = "kst-hzz65f176a0ogplgqob3";
+
+/// How to start an emulator. `Default` listens on `127.0.0.1:0` and accepts one static
+/// AccessKey ([`DEFAULT_ACCESS_KEY_ID`] / [`DEFAULT_ACCESS_KEY_SECRET`]).
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    pub listen: SocketAddr,
+    /// Long-term AccessKeys and STS credentials the gateway accepts.
+    pub credentials: Vec<Credential>,
+    /// KMS instance ids `CreateKey` accepts as `DKMSInstanceId`.
+    pub kms_instance_ids: Vec<String>,
+    /// Used in ARNs.
+    pub region: String,
+    /// Used in ARNs and as `Creator`.
+    pub account_id: String,
+    /// Seconds added to the server's clock (negative: server behind the client).
+    pub clock_offset_secs: i64,
+    /// Replaces the system clock as the base of the server's "now".
+    pub now: Option<NowFn>,
+    /// One line per request on stderr.
+    pub log_requests: bool,
+    /// Alias quota per region (Alibaba's default: 300).
+    pub max_aliases: usize,
+    /// Names added to the server certificate besides 127.0.0.1, ::1 and localhost.
+    pub extra_tls_names: Vec<String>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            credentials: vec![Credential::access_key(
+                DEFAULT_ACCESS_KEY_ID,
+                DEFAULT_ACCESS_KEY_SECRET,
+            )],
+            kms_instance_ids: vec![DEFAULT_KMS_INSTANCE_ID.to_string()],
+            region: "cn-hangzhou".to_string(),
+            account_id: "1234567890123456".to_string(),
+            clock_offset_secs: 0,
+            now: None,
+            log_requests: false,
+            max_aliases: 300,
+            extra_tls_names: Vec::new(),
+        }
+    }
+}
+
+impl EmulatorConfig {
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Drops every configured credential (then add the ones a test wants).
+    pub fn no_credentials(mut self) -> Self {
+        self.credentials.clear();
+        self
+    }
+
+    pub fn access_key(mut self, id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.credentials.push(Credential::access_key(id, secret));
+        self
+    }
+
+    /// STS credentials: requests must send `token` in a signed `x-acs-security-token`.
+    pub fn sts_credential(
+        mut self,
+        id: impl Into<String>,
+        secret: impl Into<String>,
+        token: impl Into<String>,
+        expiration: SystemTime,
+    ) -> Self {
+        self.credentials
+            .push(Credential::sts(id, secret, token, expiration));
+        self
+    }
+
+    pub fn kms_instance(mut self, id: impl Into<String>) -> Self {
+        self.kms_instance_ids.push(id.into());
+        self
+    }
+
+    pub fn clock_offset_secs(mut self, secs: i64) -> Self {
+        self.clock_offset_secs = secs;
+        self
+    }
+
+    pub fn now_fn(mut self, now: NowFn) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    pub fn log_requests(mut self, on: bool) -> Self {
+        self.log_requests = on;
+        self
+    }
+}
+
+/// A key made by [`Emulator::create_key`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedKey {
+    pub key_id: String,
+    /// The key's first version.
+    pub version_id: String,
+    pub arn: String,
+    /// The full `KeyMetadata`, as CreateKey returned it.
+    pub metadata: Value,
+}
+
+/// A running emulator. Dropping it stops the server and deletes its CA file.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: String,
+    ca_path: PathBuf,
+    temp_dir: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Binds, writes the CA file and starts serving on a thread of its own.
+    pub fn start(cfg: EmulatorConfig) -> std::io::Result<Emulator> {
+        let tls = tls::generate(&cfg.extra_tls_names)?;
+
+        let temp_dir = std::env::temp_dir().join(format!(
+            "alibabakms-emulator-{}-{}",
+            std::process::id(),
+            state::random_alnum(10)
+        ));
+        std::fs::create_dir_all(&temp_dir)?;
+        let ca_path = temp_dir.join("ca.pem");
+        std::fs::write(&ca_path, &tls.ca_pem)?;
+
+        let mut state = State::new(cfg.region.clone(), cfg.account_id.clone());
+        state.max_aliases = cfg.max_aliases;
+        state
+            .kms_instances
+            .extend(cfg.kms_instance_ids.iter().cloned());
+        for c in &cfg.credentials {
+            state.credentials.insert(c.access_key_id.clone(), c.clone());
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            nonces: Mutex::new(NonceCache::default()),
+            stats: Mutex::new(Stats::default()),
+            requests: Mutex::new(Vec::new()),
+            clock: clock::Clock::new(cfg.now.clone(), cfg.clock_offset_secs),
+            log_requests: cfg.log_requests,
+            connection_seq: Mutex::new(0),
+        });
+
+        let std_listener = TcpListener::bind(cfg.listen)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener)?
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("kms-emulator-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(server::serve(
+                    listener,
+                    acceptor,
+                    thread_shared,
+                    shutdown_rx,
+                ));
+                // Dropping the runtime here cancels open connections.
+            })?;
+
+        Ok(Emulator {
+            shared,
+            addr,
+            ca_pem: tls.ca_pem,
+            ca_path,
+            temp_dir,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `127.0.0.1:PORT`: the ENDPOINT of `alibabakms://ENDPOINT/...` key URIs.
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The CA that signed the server certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The same CA in a file (for `SSL_CERT_FILE`), removed when the emulator is dropped.
+    pub fn ca_pem_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.stats).clone()
+    }
+
+    pub fn reset_stats(&self) {
+        *lock(&self.shared.stats) = Stats::default();
+    }
+
+    /// Requests received so far (the newest 10 000), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// The server's current time (system or injected clock plus offset).
+    pub fn now(&self) -> SystemTime {
+        self.shared.clock.now()
+    }
+
+    /// Moves the server's clock relative to its base, e.g. `-1200` for 20 minutes behind.
+    pub fn set_clock_offset_secs(&self, secs: i64) {
+        self.shared.clock.set_offset_secs(secs);
+    }
+
+    pub fn add_credential(&self, credential: Credential) {
+        lock(&self.shared.state)
+            .credentials
+            .insert(credential.access_key_id.clone(), credential);
+    }
+
+    pub fn remove_credential(&self, access_key_id: &str) {
+        lock(&self.shared.state).credentials.remove(access_key_id);
+    }
+
+    pub fn add_kms_instance(&self, id: &str) {
+        lock(&self.shared.state)
+            .kms_instances
+            .insert(id.to_string());
+    }
+
+    /// Runs an action directly, without signature checks, counters or request records: the
+    /// same code the API runs, for seeding and inspecting state. `RequestId` is not added.
+    pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
+        let f = actions::find(action)
+            .ok_or_else(|| ApiError::api_not_found(format!("No action {action:?}.")))?;
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let now = self.now();
+        let mut state = lock(&self.shared.state);
+        f(&mut actions::Ctx {
+            state: &mut state,
+            params: &params,
+            now,
+        })
+    }
+
+    /// CreateKey with `KeySpec=spec` (usage SIGN/VERIFY).
+    pub fn create_key(&self, spec: &str) -> Result<CreatedKey, ApiError> {
+        self.create_key_with(&[("KeySpec", spec), ("KeyUsage", "SIGN/VERIFY")])
+    }
+
+    /// CreateKey with any parameters (e.g. `DKMSInstanceId`, `Description`).
+    pub fn create_key_with(&self, params: &[(&str, &str)]) -> Result<CreatedKey, ApiError> {
+        let v = self.call("CreateKey", params)?;
+        let m = &v["KeyMetadata"];
+        let field = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+        Ok(CreatedKey {
+            key_id: field("KeyId"),
+            version_id: field("PrimaryKeyVersion"),
+            arn: field("Arn"),
+            metadata: m.clone(),
+        })
+    }
+
+    /// CreateAlias (`alias_name` includes the `alias/` prefix).
+    pub fn create_alias(&self, alias_name: &str, key_id: &str) -> Result<(), ApiError> {
+        self.call(
+            "CreateAlias",
+            &[("AliasName", alias_name), ("KeyId", key_id)],
+        )
+        .map(drop)
+    }
+
+    /// Adds a key version dated `creation_date`; returns its id. `key` may be an id or alias.
+    pub fn add_key_version(
+        &self,
+        key: &str,
+        creation_date: SystemTime,
+    ) -> Result<String, ApiError> {
+        actions::add_key_version(&mut lock(&self.shared.state), key, creation_date)
+    }
+
+    /// Puts a key into `state` directly (PendingDeletion gets a DeleteDate 7 days out).
+    pub fn set_key_state(&self, key: &str, new_state: KeyState) -> Result<(), ApiError> {
+        let now = self.now();
+        let mut state = lock(&self.shared.state);
+        let key_id = state.resolve_key(
+            key,
+            state::KeyRefForms {
+                alias: true,
+                arn: true,
+            },
+        )?;
+        let k = state.key_mut(&key_id);
+        k.state = new_state;
+        k.delete_date = (new_state == KeyState::PendingDeletion)
+            .then(|| now + std::time::Duration::from_secs(7 * 86400));
+        Ok(())
+    }
+
+    /// The key id an alias (`alias/NAME`) points to.
+    pub fn alias_target(&self, alias_name: &str) -> Option<String> {
+        lock(&self.shared.state).aliases.get(alias_name).cloned()
+    }
+
+    /// PEM public key of one version, or `None` if the key or version does not exist.
+    pub fn public_key_pem(&self, key_id: &str, version_id: &str) -> Option<String> {
+        let state = lock(&self.shared.state);
+        let key = state.keys.get(key_id)?;
+        Some(key.version(version_id)?.material.public_key_pem())
+    }
+
+    /// Version ids of a key, oldest first.
+    pub fn key_versions(&self, key_id: &str) -> Option<Vec<String>> {
+        let state = lock(&self.shared.state);
+        let key = state.keys.get(key_id)?;
+        let mut v: Vec<_> = key.versions.iter().collect();
+        v.sort_by_key(|v| v.creation_date);
+        Some(v.iter().map(|v| v.id.clone()).collect())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.temp_dir);
+    }
+}
