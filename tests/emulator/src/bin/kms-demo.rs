@@ -31,11 +31,21 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let plugin = std::env::args().nth(1).ok_or("usage: kms-demo PATH-TO-sigstore-kms-alibabakms")?;
-    let emu = Emulator::start(EmulatorConfig::default().no_credentials().access_key(AK_ID, AK_SECRET))
-        .map_err(|e| format!("starting the emulator: {e}"))?;
+    let plugin = std::env::args()
+        .nth(1)
+        .ok_or("usage: kms-demo PATH-TO-sigstore-kms-alibabakms")?;
+    let emu = Emulator::start(
+        EmulatorConfig::default()
+            .no_credentials()
+            .access_key(AK_ID, AK_SECRET),
+    )
+    .map_err(|e| format!("starting the emulator: {e}"))?;
     let key = format!("alibabakms://{}//alias/cosign-demo", emu.endpoint());
-    println!("KMS emulator listening on https://{} (CA: {})", emu.endpoint(), emu.ca_pem_path().display());
+    println!(
+        "KMS emulator listening on https://{} (CA: {})",
+        emu.endpoint(),
+        emu.ca_pem_path().display()
+    );
     println!("key: {key}\n");
 
     let env = [
@@ -75,21 +85,34 @@ fn run() -> Result<(), String> {
     println!("[cosign generate-key-pair --kms {key}] -> plugin: defaultAlgorithm, createKey");
     let alg = plugin_call("defaultAlgorithm", json!({}), b"")?["defaultAlgorithm"].clone();
     let created = plugin_call("createKey", json!({"algorithm": alg}), b"")?;
-    let pem = String::from_utf8(b64.decode(created["publicKeyPEM"].as_str().unwrap_or("")).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let pem = String::from_utf8(
+        b64.decode(created["publicKeyPEM"].as_str().unwrap_or(""))
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     println!("created an {} key in KMS\n", alg.as_str().unwrap_or("?"));
 
     println!("[cosign public-key --key {key}] -> plugin: publicKey");
-    let exported = plugin_call("publicKey", json!({"publicKeyOptions": {"rpcOptions": rpc}}), b"")?;
-    let exported = String::from_utf8(b64.decode(exported["publicKeyPEM"].as_str().unwrap_or("")).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let exported = plugin_call(
+        "publicKey",
+        json!({"publicKeyOptions": {"rpcOptions": rpc}}),
+        b"",
+    )?;
+    let exported = String::from_utf8(
+        b64.decode(exported["publicKeyPEM"].as_str().unwrap_or(""))
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     print!("{exported}");
     if exported != pem {
         return Err("publicKey returned another key than createKey".into());
     }
 
     let blob = b"demo release artifact\n".repeat(4096);
-    println!("\n[cosign sign-blob --key {key} artifact.bin] -> plugin: signMessage ({} bytes on stdin)", blob.len());
+    println!(
+        "\n[cosign sign-blob --key {key} artifact.bin] -> plugin: signMessage ({} bytes on stdin)",
+        blob.len()
+    );
     let signed = plugin_call(
         "signMessage",
         json!({"signOptions": {"rpcOptions": rpc, "messageOptions": {"digest": null}}}),

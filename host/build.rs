@@ -1,0 +1,134 @@
+//! Builds the guest component and compiles it ahead of time for the host binary.
+//!
+//! 1. Runs a nested `cargo build --release --locked -p alibabakms-guest --target wasm32-wasip2`
+//!    in its own target directory under `OUT_DIR` (sharing the outer target directory would
+//!    deadlock on cargo's build lock), with the outer build's host-only environment removed.
+//!    `ALIBABAKMS_GUEST_WASM=/path/to/guest.wasm` skips this step and uses a prebuilt component.
+//! 2. Copies the portable component to `$OUT_DIR/alibabakms-guest.wasm`.
+//! 3. Precompiles it with [`engine::engine_config`] (the run-time settings) for the baseline
+//!    CPU of the target triple, so the artifact loads on any CPU of that architecture, and
+//!    writes `$OUT_DIR/alibabakms-guest.cwasm`.
+//!
+//! The binary embeds both files; at run time it only deserializes the `.cwasm`.
+
+#[path = "src/engine.rs"]
+mod engine;
+
+use std::env;
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const GUEST_PACKAGE: &str = "alibabakms-guest";
+const GUEST_ARTIFACT: &str = "alibabakms_guest.wasm";
+const WASM_TARGET: &str = "wasm32-wasip2";
+/// Escape hatch for CI and packagers: a component built elsewhere.
+const PREBUILT_ENV: &str = "ALIBABAKMS_GUEST_WASM";
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn main() -> Result<(), BoxError> {
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("no CARGO_MANIFEST_DIR")?);
+    let workspace = manifest_dir
+        .parent()
+        .ok_or("host/ has no parent")?
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("no OUT_DIR")?);
+
+    for path in [
+        "../guest/src",
+        "../guest/Cargo.toml",
+        "../wit",
+        "../Cargo.lock",
+        "../Cargo.toml",
+        "../rust-toolchain.toml",
+        "src/engine.rs",
+    ] {
+        println!("cargo:rerun-if-changed={path}");
+    }
+    println!("cargo:rerun-if-env-changed={PREBUILT_ENV}");
+
+    let wasm_path = match env::var_os(PREBUILT_ENV) {
+        Some(prebuilt) => {
+            let prebuilt = PathBuf::from(prebuilt);
+            println!("cargo:rerun-if-changed={}", prebuilt.display());
+            prebuilt
+        }
+        None => build_guest(&workspace, &out_dir.join("guest-target"))?,
+    };
+    let wasm = fs::read(&wasm_path).map_err(|e| format!("reading {}: {e}", wasm_path.display()))?;
+    fs::write(out_dir.join("alibabakms-guest.wasm"), &wasm)?;
+
+    let cwasm = precompile(&wasm)?;
+    fs::write(out_dir.join("alibabakms-guest.cwasm"), cwasm)?;
+    Ok(())
+}
+
+/// Builds the guest with a nested cargo and returns the path of the component.
+fn build_guest(workspace: &Path, target_dir: &Path) -> Result<PathBuf, BoxError> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            GUEST_PACKAGE,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        // Flags meant for the host (linker, coverage, sanitizers) break the wasm link.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        // Our own --target-dir must win; an inherited one would deadlock on the outer lock.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
+        // `cargo clippy` sets this to clippy-driver; the guest is built, not linted, here.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        // The build script's stdout is cargo's instruction channel; keep the child off it.
+        .stdout(Stdio::from(std::io::stderr()));
+    // cargo-llvm-cov instruments everything it sees; the guest must stay a plain build.
+    for (key, _) in env::vars_os() {
+        if key.to_string_lossy().starts_with("CARGO_LLVM_COV") {
+            cmd.env_remove(&key);
+        }
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running cargo for the guest: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the guest component failed ({status}); is the {WASM_TARGET} target installed? \
+             (`rustup target add {WASM_TARGET}`)"
+        )
+        .into());
+    }
+    Ok(target_dir
+        .join(WASM_TARGET)
+        .join("release")
+        .join(GUEST_ARTIFACT))
+}
+
+/// Compiles the component with the run-time settings for the baseline CPU of the target.
+fn precompile(wasm: &[u8]) -> Result<Vec<u8>, BoxError> {
+    let target = env::var("TARGET")?;
+    let mut config = engine::engine_config();
+    // An explicit target turns off the CPU features Cranelift would otherwise detect on the
+    // build machine (AVX2, AVX-512, …); the artifact then runs on every CPU of the
+    // architecture instead of failing to load on an older one.
+    config
+        .target(&target)
+        .map_err(|e| format!("target {target}: {e}"))?;
+    let engine = wasmtime::Engine::new(&config).map_err(|e| format!("wasmtime engine: {e}"))?;
+    let cwasm = engine
+        .precompile_component(wasm)
+        .map_err(|e| format!("precompiling the guest component: {e:?}"))?;
+    Ok(cwasm)
+}

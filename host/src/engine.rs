@@ -1,0 +1,21 @@
+//! The one wasmtime [`Config`] of this plugin.
+//!
+//! A precompiled component only loads into an engine whose settings match the ones it was
+//! compiled with (epoch interruption, fuel, memory layout, wasm features, …). `build.rs`
+//! includes this very file with `#[path]` and precompiles the guest with it, and the binary
+//! builds its runtime engine with it, so the two cannot drift apart.
+//!
+//! Only settings that exist without Cranelift belong here: the runtime is built without a
+//! compiler. `build.rs` adds the compilation target on top.
+
+use wasmtime::Config;
+
+/// Settings shared by the build-time precompile and the run-time engine.
+pub fn engine_config() -> Config {
+    let mut config = Config::new();
+    // Lets the host bound the guest's wall-clock time (cosign's `ctxDeadline`) by
+    // advancing the engine epoch; the compiled code carries the checks, so it must be
+    // decided at build time.
+    config.epoch_interruption(true);
+    config
+}

@@ -1,0 +1,451 @@
+//! The sandbox policy: everything the guest component is handed, as plain data.
+//!
+//! The guest gets no ambient authority. What it may see (environment variables), read
+//! (files) and reach (HTTPS hosts) is decided here, once, from the host's environment, and
+//! printed by `--print-sandbox`. `run.rs` and `egress.rs` only apply this struct.
+
+use std::fmt;
+
+use http::Uri;
+
+/// Environment variables passed to the guest when set: the credential chain's own variables
+/// and the plugin's debug switch. Nothing else of the host's environment is visible inside.
+pub const GUEST_ENV_VARS: &[&str] = &[
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+    "ALICLOUD_ACCESS_KEY",
+    "ALICLOUD_SECRET_KEY",
+    "ALICLOUD_ACCESS_KEY_STS_TOKEN",
+    DEBUG_ENV,
+];
+
+/// Turns on diagnostics on stderr (the guest's and the host's); never prints a secret.
+pub const DEBUG_ENV: &str = "SIGSTORE_ALIBABAKMS_DEBUG";
+
+/// Extra `host[:port]` entries a key URI may name besides Alibaba Cloud's own endpoints.
+pub const ALLOWED_HOSTS_ENV: &str = "SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS";
+
+/// Alibaba Cloud's endpoints: any subdomain of this, over HTTPS on port 443.
+pub const ALIBABA_DOMAIN_SUFFIX: &str = ".aliyuncs.com";
+
+const HTTPS_PORT: u16 = 443;
+
+/// What the guest component may see and reach.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SandboxPolicy {
+    /// Variables passed to the guest, with their values. Never printed: `Debug` and
+    /// `Display` show names only.
+    pub env: Vec<(String, String)>,
+    /// Where the guest's HTTP requests may go.
+    pub hosts: AllowedHosts,
+}
+
+impl SandboxPolicy {
+    /// Builds the policy from the process environment.
+    pub fn from_env() -> Result<Self, PolicyError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the policy from any variable lookup (the environment, or a table in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PolicyError> {
+        let env = GUEST_ENV_VARS
+            .iter()
+            .filter_map(|name| lookup(name).map(|value| (name.to_string(), value)))
+            .collect();
+        let hosts = match lookup(ALLOWED_HOSTS_ENV) {
+            Some(list) => AllowedHosts::parse(&list)?,
+            None => AllowedHosts::default(),
+        };
+        Ok(Self { env, hosts })
+    }
+
+    /// Whether `SIGSTORE_ALIBABAKMS_DEBUG` asks for per-request diagnostics on stderr.
+    pub fn debug(&self) -> bool {
+        self.env.iter().any(|(name, value)| {
+            name == DEBUG_ENV && !matches!(value.trim(), "" | "0" | "false" | "no" | "off")
+        })
+    }
+
+    /// Names of the variables passed to the guest.
+    pub fn env_names(&self) -> impl Iterator<Item = &str> {
+        self.env.iter().map(|(name, _)| name.as_str())
+    }
+}
+
+impl fmt::Debug for SandboxPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxPolicy")
+            .field("env", &self.env_names().collect::<Vec<_>>())
+            .field("hosts", &self.hosts)
+            .field("files", &[] as &[&str; 0])
+            .finish()
+    }
+}
+
+impl fmt::Display for SandboxPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "environment passed to the component (names only; values are never shown):"
+        )?;
+        if self.env.is_empty() {
+            writeln!(f, "  (none set)")?;
+        }
+        for name in self.env_names() {
+            writeln!(f, "  {name}")?;
+        }
+        writeln!(f, "  (candidates: {})", GUEST_ENV_VARS.join(", "))?;
+        writeln!(
+            f,
+            "network: HTTPS through wasi:http only; no sockets, no redirects followed"
+        )?;
+        writeln!(
+            f,
+            "  allowed: https://*{ALIBABA_DOMAIN_SUFFIX}:{HTTPS_PORT}"
+        )?;
+        for host in &self.hosts.extra {
+            writeln!(f, "  allowed: https://{host}  (from {ALLOWED_HOSTS_ENV})")?;
+        }
+        writeln!(f, "files: none (no directory is shared with the component)")
+    }
+}
+
+/// The HTTPS destinations the guest may reach: every `*.aliyuncs.com` on port 443, plus the
+/// exact `host:port` entries of [`ALLOWED_HOSTS_ENV`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedHosts {
+    pub extra: Vec<HostPort>,
+}
+
+impl AllowedHosts {
+    /// Parses a comma-separated `host[:port]` list; blanks between commas are skipped.
+    pub fn parse(list: &str) -> Result<Self, PolicyError> {
+        let extra = list
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(HostPort::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(Self { extra })
+    }
+
+    /// Whether a request to `uri` may leave the sandbox: scheme https, and host and port
+    /// matching an entry. The destination is the URI's authority only.
+    pub fn allows(&self, uri: &Uri) -> bool {
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return false;
+        }
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
+        // `user@host` is never what the guest means; refuse rather than guess.
+        if authority.as_str().contains('@') {
+            return false;
+        }
+        let host = authority.host().to_ascii_lowercase();
+        let port = match authority.port_u16() {
+            Some(port) => port,
+            // `host:` or an out-of-range port: refuse rather than guess a default.
+            None if authority.as_str().len() != authority.host().len() => return false,
+            None => HTTPS_PORT,
+        };
+        if port == HTTPS_PORT && is_alibaba_host(&host) {
+            return true;
+        }
+        self.extra.iter().any(|e| e.host == host && e.port == port)
+    }
+}
+
+/// `kms.cn-hangzhou.aliyuncs.com` yes; `aliyuncs.com`, `evilaliyuncs.com` and
+/// `aliyuncs.com.evil.com` no.
+fn is_alibaba_host(host: &str) -> bool {
+    host.strip_suffix(ALIBABA_DOMAIN_SUFFIX)
+        .is_some_and(|sub| !sub.is_empty() && !sub.ends_with('.'))
+}
+
+/// One exact allow-list entry. The host is lower-case; IPv6 literals keep their brackets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    /// Parses `host` (port 443) or `host:port`.
+    pub fn parse(entry: &str) -> Result<Self, PolicyError> {
+        let invalid = |why: &str| PolicyError {
+            entry: entry.to_string(),
+            reason: why.to_string(),
+        };
+        if entry.contains("://") {
+            return Err(invalid(
+                "give host[:port] without a scheme (HTTPS is implied)",
+            ));
+        }
+        if entry.contains(['/', '@', '*', '?', '#']) || entry.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "give host[:port] only: no path, user, wildcard or spaces",
+            ));
+        }
+        // Split off the port ourselves: `http::uri::Authority` silently ignores a port it
+        // cannot parse, and an entry must never quietly mean port 443 instead.
+        let (host, port) = if entry.starts_with('[') {
+            let close = entry
+                .find(']')
+                .ok_or_else(|| invalid("an IPv6 address needs its closing ']'"))?;
+            let (host, rest) = entry.split_at(close + 1);
+            match rest {
+                "" => (host, None),
+                _ => match rest.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(invalid("expected ':port' after the IPv6 address")),
+                },
+            }
+        } else {
+            match entry.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (entry, None),
+            }
+        };
+        let port = match port {
+            None => HTTPS_PORT,
+            Some("") => return Err(invalid("the port is empty")),
+            Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(invalid("the port is not a number"));
+            }
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => return Err(invalid("the port must be from 1 to 65535")),
+                Ok(p) => p,
+            },
+        };
+        if host.is_empty() {
+            return Err(invalid("the host is empty"));
+        }
+        if host
+            .parse::<http::uri::Authority>()
+            .map(|a| a.host() != host)
+            .unwrap_or(true)
+        {
+            return Err(invalid("not a valid host name or IP address"));
+        }
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A [`ALLOWED_HOSTS_ENV`] entry that could not be understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyError {
+    pub entry: String,
+    pub reason: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{ALLOWED_HOSTS_ENV}: entry {:?} is invalid: {}; expected a comma-separated list of host[:port]",
+            self.entry, self.reason
+        )
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn allows(hosts: &AllowedHosts, uri: &str) -> bool {
+        hosts.allows(&uri.parse().unwrap())
+    }
+
+    fn policy(vars: &[(&str, &str)]) -> Result<SandboxPolicy, PolicyError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        SandboxPolicy::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn alibaba_endpoints_are_allowed_on_443_only() {
+        let hosts = AllowedHosts::default();
+        assert!(allows(&hosts, "https://kms.cn-hangzhou.aliyuncs.com/"));
+        assert!(allows(
+            &hosts,
+            "https://kms.cn-hangzhou.aliyuncs.com:443/?Action=x"
+        ));
+        assert!(allows(
+            &hosts,
+            "https://kst-abc.cryptoservice.kms.aliyuncs.com/"
+        ));
+        assert!(allows(&hosts, "https://sts.aliyuncs.com/"));
+        assert!(!allows(
+            &hosts,
+            "https://kms.cn-hangzhou.aliyuncs.com:8443/"
+        ));
+        assert!(!allows(&hosts, "http://kms.cn-hangzhou.aliyuncs.com/"));
+    }
+
+    #[test]
+    fn the_wildcard_is_a_real_subdomain_match() {
+        let hosts = AllowedHosts::default();
+        assert!(!allows(&hosts, "https://evilaliyuncs.com/"));
+        assert!(!allows(&hosts, "https://aliyuncs.com/"));
+        assert!(!allows(&hosts, "https://aliyuncs.com.evil.com/"));
+        assert!(!allows(&hosts, "https://kms.aliyuncs.com.evil.com/"));
+        assert!(!allows(&hosts, "https://.aliyuncs.com/"));
+        assert!(!allows(&hosts, "https://x..aliyuncs.com/"));
+        assert!(!allows(&hosts, "https://kms.aliyuncs.co/"));
+    }
+
+    #[test]
+    fn host_matching_ignores_case() {
+        let hosts = AllowedHosts::parse("Emulator.Local:8443").unwrap();
+        assert!(allows(&hosts, "https://KMS.CN-HANGZHOU.ALIYUNCS.COM/"));
+        assert!(allows(&hosts, "https://emulator.local:8443/"));
+        assert!(allows(&hosts, "https://EMULATOR.local:8443/"));
+    }
+
+    #[test]
+    fn extra_entries_match_scheme_host_and_port() {
+        let hosts =
+            AllowedHosts::parse("localhost:8443, gateway.example.com ,127.0.0.1:9000,[::1]:7000")
+                .unwrap();
+        assert!(allows(&hosts, "https://localhost:8443/"));
+        assert!(!allows(&hosts, "https://localhost/"));
+        assert!(!allows(&hosts, "https://localhost:8444/"));
+        assert!(!allows(&hosts, "http://localhost:8443/"));
+        // No port in the entry means 443.
+        assert!(allows(&hosts, "https://gateway.example.com/"));
+        assert!(allows(&hosts, "https://gateway.example.com:443/"));
+        assert!(!allows(&hosts, "https://gateway.example.com:8443/"));
+        assert!(!allows(&hosts, "https://sub.gateway.example.com/"));
+        assert!(allows(&hosts, "https://127.0.0.1:9000/"));
+        assert!(allows(&hosts, "https://[::1]:7000/"));
+        assert!(!allows(&hosts, "https://[::1]:7001/"));
+    }
+
+    #[test]
+    fn anything_else_is_denied() {
+        let hosts = AllowedHosts::default();
+        assert!(!allows(&hosts, "https://example.com/"));
+        assert!(!allows(&hosts, "https://127.0.0.1/"));
+        assert!(!allows(&hosts, "https://169.254.169.254/"));
+        assert!(!allows(&hosts, "/relative/path"));
+        // The destination is the authority; userinfo is refused outright.
+        assert!(!allows(&hosts, "https://kms.aliyuncs.com@evil.com/"));
+        assert!(!allows(&hosts, "https://user@kms.aliyuncs.com/"));
+    }
+
+    #[test]
+    fn entries_are_parsed_strictly() {
+        let ok = AllowedHosts::parse(" , a.example:1,,b.example ,").unwrap();
+        assert_eq!(
+            ok.extra,
+            vec![
+                HostPort {
+                    host: "a.example".into(),
+                    port: 1
+                },
+                HostPort {
+                    host: "b.example".into(),
+                    port: 443
+                },
+            ]
+        );
+        for bad in [
+            "https://a.example",
+            "a.example/path",
+            "*.example.com",
+            "user@a.example",
+            "a.example:",
+            "a.example:0",
+            "a.example:65536",
+            "a.example:port",
+            ":8443",
+            "a b",
+            "a.example:8443:1",
+            "[::1",
+            "[::1]x",
+            "::1",
+        ] {
+            let err = AllowedHosts::parse(bad).unwrap_err();
+            assert_eq!(err.entry, bad, "{bad}");
+            assert!(err.to_string().contains(ALLOWED_HOSTS_ENV), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_listed_variables_reach_the_guest() {
+        let p = policy(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIid"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cret"),
+            ("SIGSTORE_ALIBABAKMS_DEBUG", "1"),
+            ("HOME", "/root"),
+            ("AWS_SECRET_ACCESS_KEY", "nope"),
+        ])
+        .unwrap();
+        assert_eq!(
+            p.env,
+            vec![
+                (
+                    "ALIBABA_CLOUD_ACCESS_KEY_ID".to_string(),
+                    "LTAIid".to_string()
+                ),
+                (
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET".to_string(),
+                    "s3cret".to_string()
+                ),
+                ("SIGSTORE_ALIBABAKMS_DEBUG".to_string(), "1".to_string()),
+            ]
+        );
+        assert_eq!(p.hosts, AllowedHosts::default());
+    }
+
+    #[test]
+    fn printing_the_policy_never_shows_values() {
+        let p = policy(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cret-value"),
+            ("ALIBABA_CLOUD_SECURITY_TOKEN", "token-value"),
+            (ALLOWED_HOSTS_ENV, "emulator.local:8443"),
+        ])
+        .unwrap();
+        for text in [format!("{p}"), format!("{p:?}"), format!("{p:#?}")] {
+            assert!(!text.contains("s3cret-value"), "{text}");
+            assert!(!text.contains("token-value"), "{text}");
+            assert!(text.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"), "{text}");
+            assert!(text.contains("emulator.local"), "{text}");
+        }
+        let shown = p.to_string();
+        assert!(shown.contains("https://*.aliyuncs.com:443"), "{shown}");
+        assert!(shown.contains("https://emulator.local:8443"), "{shown}");
+        assert!(shown.contains("files: none"), "{shown}");
+    }
+
+    #[test]
+    fn debug_is_on_unless_empty_or_negative() {
+        assert!(!policy(&[]).unwrap().debug());
+        assert!(policy(&[(DEBUG_ENV, "1")]).unwrap().debug());
+        assert!(policy(&[(DEBUG_ENV, "true")]).unwrap().debug());
+        assert!(!policy(&[(DEBUG_ENV, "0")]).unwrap().debug());
+        assert!(!policy(&[(DEBUG_ENV, "")]).unwrap().debug());
+    }
+
+    #[test]
+    fn a_bad_allow_list_is_an_error() {
+        let err = policy(&[(ALLOWED_HOSTS_ENV, "https://emulator.local")]).unwrap_err();
+        assert_eq!(err.entry, "https://emulator.local");
+    }
+}

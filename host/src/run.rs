@@ -1,0 +1,384 @@
+//! One invocation of the component: load it, sandbox it, run `wasi:cli/run`, and turn
+//! whatever happened into exactly one JSON object for cosign's stdout.
+//!
+//! The component is compiled at build time; here it is only deserialized (about a
+//! millisecond), linked against the WASI interfaces the sandbox grants, and run with the real
+//! argv, the real stdin streamed through, stderr inherited, and stdout captured so that a
+//! trap halfway through an answer can still be reported as a clean `errorMessage`.
+
+use std::sync::Arc;
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_io::IoView;
+
+use crate::egress::{Egress, EgressHooks};
+use crate::engine::engine_config;
+use crate::policy::SandboxPolicy;
+
+/// The guest compiled ahead of time by build.rs for this target's baseline CPU.
+static GUEST_CWASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/alibabakms-guest.cwasm"));
+
+/// The portable component (any WASI 0.2 host with `wasi:http` can run it).
+pub static GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/alibabakms-guest.wasm"));
+
+/// A PluginResp is a few KiB at most; more is a guest bug, not an answer.
+const STDOUT_LIMIT: usize = 1 << 20;
+
+/// Linear memory the guest may use. Payloads are hashed as they stream in, so memory does
+/// not grow with the message; this only stops a runaway guest from taking the machine.
+const MEMORY_LIMIT: usize = 256 << 20;
+
+/// The epoch only advances when something ticks it, and nothing does yet; a deadline this
+/// far away never fires. Deadlines from cosign's `ctxDeadline` will replace it.
+const NO_DEADLINE: u64 = u64::MAX / 2;
+
+/// The store's data: the WASI contexts and the sandbox's egress.
+struct Host {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: EgressHooks,
+    limits: StoreLimits,
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl IoView for Host {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// What to print on stdout and the exit status.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: Vec<u8>,
+    pub exit_code: u8,
+}
+
+/// Runs the component's `wasi:cli/run` with `args` (argv[0] included) inside `policy`.
+pub async fn run(args: &[String], policy: &SandboxPolicy) -> Outcome {
+    let stdout = MemoryOutputPipe::new(STDOUT_LIMIT);
+    let result = run_component(args, policy, stdout.clone()).await;
+    finish(result, &stdout.contents())
+}
+
+/// How the run ended, before looking at what the guest printed.
+#[derive(Debug)]
+enum Ended {
+    /// `run` returned `ok`, or the guest called `exit(0)`.
+    Ok,
+    /// `run` returned `err`, or the guest exited with a non-zero status.
+    Failed,
+    /// The component could not be loaded or instantiated, or it trapped.
+    Error(String),
+}
+
+async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOutputPipe) -> Ended {
+    let engine = match Engine::new(&engine_config()) {
+        Ok(engine) => engine,
+        Err(e) => return Ended::Error(format!("cannot start the WebAssembly engine: {e}")),
+    };
+    // SAFETY: `Component::deserialize` runs the machine code it is given, so the bytes must
+    // come from wasmtime's own `precompile_component`/`serialize`. GUEST_CWASM is exactly
+    // that: build.rs produced it with this same wasmtime version and `engine_config()`, and
+    // it is compiled into this binary, so nobody can swap it after the build. A mismatch
+    // (another wasmtime version, config or CPU) is detected from the artifact's header and
+    // reported as an error, not executed.
+    let component = match unsafe { Component::deserialize(&engine, GUEST_CWASM) } {
+        Ok(component) => component,
+        Err(e) => return Ended::Error(format!("cannot load the embedded component: {e}")),
+    };
+    let pre = match linker(&engine)
+        .and_then(|linker| linker.instantiate_pre(&component))
+        .and_then(CommandPre::new)
+    {
+        Ok(pre) => pre,
+        Err(e) => return Ended::Error(format!("cannot link the component: {}", chain(&e))),
+    };
+
+    let mut wasi = WasiCtx::builder();
+    wasi.args(args)
+        .envs(&policy.env)
+        .inherit_stdin()
+        .stdout(stdout)
+        .inherit_stderr();
+    // No directories, no sockets: neither interface is even linked (see `linker`).
+    let host = Host {
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        hooks: EgressHooks(Arc::new(Egress::new(policy.hosts.clone(), policy.debug()))),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(MEMORY_LIMIT)
+            .trap_on_grow_failure(true)
+            .build(),
+    };
+    let mut store = Store::new(&engine, host);
+    store.limiter(|host| &mut host.limits);
+    store.set_epoch_deadline(NO_DEADLINE);
+
+    let result = match pre.instantiate_async(&mut store).await {
+        Ok(command) => command.wasi_cli_run().call_run(&mut store).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(Ok(())) => Ended::Ok,
+        Ok(Err(())) => Ended::Failed,
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(I32Exit(0)) => Ended::Ok,
+            Some(I32Exit(_)) => Ended::Failed,
+            None => Ended::Error(format!("the plugin component failed: {}", chain(&e))),
+        },
+    }
+}
+
+/// The WASI interfaces the sandbox grants, one by one: what the component imports and
+/// nothing more. `wasi:sockets` and `wasi:filesystem` are deliberately absent, so a component
+/// that imports them fails here instead of getting a socket or a file later. (Reading a
+/// credentials file would mean linking `wasi:filesystem` and preopening one directory
+/// read-only, listed in the `SandboxPolicy`.)
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::random::WasiRandom;
+
+    let mut linker = Linker::new(engine);
+    let l = &mut linker;
+    wasmtime_wasi_io::add_to_linker_async(l)?;
+    clocks::wall_clock::add_to_linker::<Host, WasiClocks>(l, Host::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<Host, WasiClocks>(l, Host::clocks)?;
+    random::random::add_to_linker::<Host, WasiRandom>(l, |h| h.wasi.random())?;
+    random::insecure::add_to_linker::<Host, WasiRandom>(l, |h| h.wasi.random())?;
+    random::insecure_seed::add_to_linker::<Host, WasiRandom>(l, |h| h.wasi.random())?;
+    cli::environment::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::exit::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::stdin::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_input::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_output::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_stdin::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    cli::terminal_stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+    Ok(linker)
+}
+
+/// Decides what reaches cosign: the guest's answer when it is one JSON object, otherwise
+/// an `errorMessage` of our own. cosign reads stdout as a single JSON document, so a
+/// half-written answer must never get through.
+fn finish(ended: Ended, stdout: &[u8]) -> Outcome {
+    let answer = is_json_object(stdout);
+    match ended {
+        Ended::Ok if answer => Outcome {
+            stdout: stdout.to_vec(),
+            exit_code: 0,
+        },
+        Ended::Failed if answer => Outcome {
+            stdout: stdout.to_vec(),
+            exit_code: 1,
+        },
+        Ended::Error(message) if answer => {
+            // A complete answer followed by a trap: the answer is what cosign can use;
+            // the trap goes to the person reading stderr.
+            eprintln!("sigstore-kms-alibabakms: {message}");
+            Outcome {
+                stdout: stdout.to_vec(),
+                exit_code: 1,
+            }
+        }
+        Ended::Ok | Ended::Failed if stdout.is_empty() => {
+            error_outcome("the plugin component finished without an answer")
+        }
+        Ended::Ok | Ended::Failed => {
+            error_outcome("the plugin component wrote something that is not a JSON object")
+        }
+        Ended::Error(message) => error_outcome(&message),
+    }
+}
+
+fn is_json_object(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.is_object())
+}
+
+/// An answer made by the host itself.
+pub fn error_outcome(message: &str) -> Outcome {
+    let mut stdout = serde_json::json!({ "errorMessage": message })
+        .to_string()
+        .into_bytes();
+    stdout.push(b'\n');
+    Outcome {
+        stdout,
+        exit_code: 1,
+    }
+}
+
+/// `outer: inner: root cause`, one line: a message for people, not a backtrace.
+fn chain(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        // Trap messages can carry a multi-line wasm backtrace; keep the first line.
+        let line = text.lines().next().unwrap_or_default().trim().to_string();
+        if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
+            parts.push(line);
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_component_links_in_the_sandbox() {
+        let engine = Engine::new(&engine_config()).unwrap();
+        // SAFETY: as in `run_component`.
+        let component = unsafe { Component::deserialize(&engine, GUEST_CWASM) }.unwrap();
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert!(
+            !imports.iter().any(|name| name.starts_with("wasi:sockets")),
+            "{imports:?}"
+        );
+        let pre = linker(&engine)
+            .unwrap()
+            .instantiate_pre(&component)
+            .unwrap();
+        CommandPre::new(pre).unwrap();
+    }
+
+    /// A component whose only import is the instance `name`, asking for its `resource`.
+    /// (An instance import that asks for nothing links against anything, so it must ask.)
+    fn importing(engine: &Engine, name: &str, resource: &str) -> Component {
+        use wasm_encoder::{ComponentBuilder, ComponentTypeRef, InstanceType, TypeBounds};
+        let mut instance = InstanceType::new();
+        instance.export(resource, ComponentTypeRef::Type(TypeBounds::SubResource));
+        let mut builder = ComponentBuilder::default();
+        let ty = builder.type_instance(None, &instance);
+        builder.import(name, ComponentTypeRef::Instance(ty));
+        Component::new(engine, builder.finish()).unwrap()
+    }
+
+    #[test]
+    fn sockets_and_files_are_not_in_the_sandbox() {
+        let engine = Engine::new(&engine_config()).unwrap();
+        for (granted, resource) in [
+            ("wasi:io/streams@0.2.12", "input-stream"),
+            ("wasi:http/types@0.2.12", "fields"),
+            ("wasi:cli/terminal-output@0.2.12", "terminal-output"),
+        ] {
+            let component = importing(&engine, granted, resource);
+            linker(&engine)
+                .unwrap()
+                .instantiate_pre(&component)
+                .unwrap();
+        }
+        for (denied, resource) in [
+            ("wasi:sockets/tcp@0.2.12", "tcp-socket"),
+            ("wasi:sockets/udp@0.2.12", "udp-socket"),
+            ("wasi:sockets/network@0.2.12", "network"),
+            (
+                "wasi:sockets/ip-name-lookup@0.2.12",
+                "resolve-address-stream",
+            ),
+        ] {
+            let component = importing(&engine, denied, resource);
+            let err = linker(&engine)
+                .unwrap()
+                .instantiate_pre(&component)
+                .err()
+                .unwrap_or_else(|| panic!("{denied} linked"));
+            let message = chain(&err);
+            assert!(
+                message.contains(denied.split('@').next().unwrap()),
+                "{message}"
+            );
+        }
+    }
+
+    fn message(outcome: &Outcome) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&outcome.stdout).unwrap();
+        v["errorMessage"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_good_answer_passes_through_untouched() {
+        let answer = br#"{"defaultAlgorithm":{"defaultAlgorithm":"EC_P256"}}"#;
+        assert_eq!(
+            finish(Ended::Ok, answer),
+            Outcome {
+                stdout: answer.to_vec(),
+                exit_code: 0
+            }
+        );
+        let error = br#"{"errorMessage":"alias not found"}"#;
+        assert_eq!(
+            finish(Ended::Failed, error),
+            Outcome {
+                stdout: error.to_vec(),
+                exit_code: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_trap_without_an_answer_becomes_an_error_message() {
+        let outcome = finish(
+            Ended::Error("the plugin component failed: boom".into()),
+            b"",
+        );
+        assert_eq!(outcome.exit_code, 1);
+        assert_eq!(message(&outcome), "the plugin component failed: boom");
+    }
+
+    #[test]
+    fn a_half_written_answer_never_reaches_cosign() {
+        let outcome = finish(Ended::Error("trap".into()), br#"{"signMessage":{"sig"#);
+        assert_eq!(message(&outcome), "trap");
+        let outcome = finish(Ended::Ok, br#"{"a":1}{"b":2}"#);
+        assert!(message(&outcome).contains("not a JSON object"));
+        let outcome = finish(Ended::Ok, b"[1]");
+        assert!(message(&outcome).contains("not a JSON object"));
+        let outcome = finish(Ended::Ok, b"");
+        assert!(message(&outcome).contains("without an answer"));
+        assert_eq!(outcome.exit_code, 1);
+    }
+
+    #[test]
+    fn a_complete_answer_survives_a_later_trap() {
+        let answer = br#"{"errorMessage":"x"}"#;
+        let outcome = finish(Ended::Error("trap".into()), answer);
+        // The guest's own answer is more useful than "it trapped", but the run failed.
+        assert_eq!(outcome.stdout, answer);
+        assert_eq!(outcome.exit_code, 1);
+    }
+}

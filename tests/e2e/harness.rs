@@ -1,0 +1,259 @@
+//! Runs the real `sigstore-kms-alibabakms` binary exactly as cosign does: argv `v1 '<json>'`,
+//! the message on stdin, one JSON object expected on stdout. The environment is cleared first,
+//! so each test states every variable the plugin sees.
+
+use alibabakms_emulator::{Emulator, EmulatorConfig};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+pub const AK_ID: &str = "LTAI5tE2eTestAccessKey";
+pub const AK_SECRET: &str = "e2e-secret-Zm9vYmFyYmF6cXV4";
+pub const STS_ID: &str = "STS.e2eTemporaryKey";
+pub const STS_SECRET: &str = "sts-secret-value";
+pub const STS_TOKEN: &str = "CAIS-e2e-sts-token-value";
+/// Values that must never appear on the plugin's stdout or stderr, in any run.
+const SECRETS: &[&str] = &[AK_SECRET, STS_SECRET, STS_TOKEN];
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sigstore-kms-alibabakms");
+
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64 from the plugin")
+}
+
+pub fn emulator() -> Emulator {
+    Emulator::start(
+        EmulatorConfig::default()
+            .no_credentials()
+            .access_key(AK_ID, AK_SECRET),
+    )
+    .expect("emulator starts")
+}
+
+/// What one plugin run produced.
+#[derive(Debug)]
+pub struct Run {
+    pub response: Value,
+    pub stderr: String,
+    pub status: i32,
+}
+
+impl Run {
+    pub fn ok(&self, method: &str) -> &Value {
+        assert!(
+            self.response.get("errorMessage").is_none(),
+            "{method} failed: {}\nstderr: {}",
+            self.response,
+            self.stderr
+        );
+        assert_eq!(self.status, 0, "exit status on success");
+        &self.response[method]
+    }
+
+    pub fn err(&self) -> &str {
+        assert_ne!(self.status, 0, "an error exits non-zero");
+        self.response["errorMessage"]
+            .as_str()
+            .unwrap_or_else(|| panic!("expected an errorMessage, got {}", self.response))
+    }
+}
+
+/// The environment a user on a laptop would have, pointed at the emulator.
+pub fn env_for(emu: &Emulator) -> Vec<(String, String)> {
+    vec![
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), AK_ID.into()),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), AK_SECRET.into()),
+        (
+            "SSL_CERT_FILE".into(),
+            emu.ca_pem_path().display().to_string(),
+        ),
+        ("SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS".into(), emu.endpoint()),
+    ]
+}
+
+/// Runs the plugin with raw argv (after the program name) and stdin.
+pub fn run_raw(env: &[(String, String)], argv: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(BIN)
+        .args(argv)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the plugin");
+    {
+        let mut input = child.stdin.take().unwrap();
+        // The plugin may answer before reading all of stdin (e.g. a bad key reference).
+        let _ = input.write_all(stdin);
+    }
+    let out = child.wait_with_output().expect("plugin exits");
+    let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // stdout must be exactly one JSON object and nothing else.
+    let response: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("stdout is not one JSON value ({e}): {stdout:?}\nstderr: {stderr}")
+    });
+    assert!(
+        response.is_object(),
+        "stdout is not a JSON object: {stdout}"
+    );
+    for secret in SECRETS {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "a secret leaked"
+        );
+    }
+    Run {
+        response,
+        stderr,
+        status: out.status.code().unwrap_or(-1),
+    }
+}
+
+/// Runs one protocol method the way cosign's cliplugin client encodes it.
+pub fn call(
+    env: &[(String, String)],
+    key_ref: &str,
+    method: &str,
+    body: Value,
+    stdin: &[u8],
+) -> Run {
+    let json = request(key_ref, method, body, 5);
+    run_raw(env, &["v1", &json], stdin)
+}
+
+pub fn request(key_ref: &str, method: &str, body: Value, hash_func: u64) -> String {
+    let mut args = json!({
+        "initOptions": {
+            "protocolVersion": "v1",
+            "keyResourceID": key_ref,
+            "hashFunc": hash_func,
+            "rpcOptions": {"keyVersion": "", "remoteVerification": false}
+        },
+        "methodName": method,
+    });
+    args[method] = body;
+    args.to_string()
+}
+
+pub fn rpc() -> Value {
+    json!({"keyVersion": "", "remoteVerification": false})
+}
+
+pub fn create_key(env: &[(String, String)], key_ref: &str, algorithm: &str) -> Run {
+    call(
+        env,
+        key_ref,
+        "createKey",
+        json!({"algorithm": algorithm}),
+        b"",
+    )
+}
+
+pub fn public_key(env: &[(String, String)], key_ref: &str) -> Run {
+    call(
+        env,
+        key_ref,
+        "publicKey",
+        json!({"publicKeyOptions": {"rpcOptions": rpc()}}),
+        b"",
+    )
+}
+
+pub fn sign_message(env: &[(String, String)], key_ref: &str, message: &[u8]) -> Run {
+    let body = json!({"signOptions": {"rpcOptions": rpc(), "messageOptions": {"digest": null}}});
+    call(env, key_ref, "signMessage", body, message)
+}
+
+pub fn sign_digest(env: &[(String, String)], key_ref: &str, digest: &[u8], hash_func: u64) -> Run {
+    let body = json!({"signOptions": {"rpcOptions": rpc(),
+        "messageOptions": {"digest": b64(digest), "hashFunc": hash_func}}});
+    run_raw(
+        env,
+        &["v1", &request(key_ref, "signMessage", body, hash_func)],
+        b"",
+    )
+}
+
+pub fn verify_signature(
+    env: &[(String, String)],
+    key_ref: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> Run {
+    let body = json!({"signature": b64(signature),
+        "verifyOptions": {"rpcOptions": rpc(), "messageOptions": {"digest": null}}});
+    call(env, key_ref, "verifySignature", body, message)
+}
+
+/// The PEM text inside a createKey/publicKey answer.
+pub fn pem_of(answer: &Value) -> String {
+    String::from_utf8(unb64(
+        answer["publicKeyPEM"].as_str().expect("publicKeyPEM"),
+    ))
+    .unwrap()
+}
+
+/// Verifies like `cosign verify --key cosign.pub` does offline, with an independent
+/// implementation: OpenSSL's command line.
+pub fn openssl_verify(pem: &str, message: &[u8], signature: &[u8], digest: &str) -> bool {
+    let dir = tempdir();
+    let (k, m, s) = (dir.join("cosign.pub"), dir.join("msg"), dir.join("sig"));
+    std::fs::write(&k, pem).unwrap();
+    std::fs::write(&m, message).unwrap();
+    std::fs::write(&s, signature).unwrap();
+    let out = Command::new("openssl")
+        .args(["dgst", &format!("-{digest}"), "-verify"])
+        .arg(&k)
+        .arg("-signature")
+        .arg(&s)
+        .arg(&m)
+        .output()
+        .expect("openssl is installed");
+    let _ = std::fs::remove_dir_all(&dir);
+    out.status.success()
+}
+
+/// Verifies a signature over a digest (no message), as a verifier handed only the digest does.
+pub fn openssl_verify_digest(pem: &str, digest: &[u8], signature: &[u8]) -> bool {
+    let dir = tempdir();
+    let (k, d, s) = (dir.join("cosign.pub"), dir.join("digest"), dir.join("sig"));
+    std::fs::write(&k, pem).unwrap();
+    std::fs::write(&d, digest).unwrap();
+    std::fs::write(&s, signature).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+        .arg(&k)
+        .arg("-in")
+        .arg(&d)
+        .arg("-sigfile")
+        .arg(&s)
+        .output()
+        .expect("openssl is installed");
+    let _ = std::fs::remove_dir_all(&dir);
+    out.status.success()
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let mut bytes = [0u8; 8];
+    getrandom(&mut bytes);
+    let dir = std::env::temp_dir().join(format!("kms-e2e-{}", hex::encode(bytes)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn getrandom(buf: &mut [u8]) {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(buf)
+        .unwrap();
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the built plugin binary, driven exactly as cosign drives it, against the
+//! strict KMS emulator on loopback. Compiled as an integration test of the host package so
+//! Cargo builds the binary first and hands us its path.
+
+mod harness;
+
+mod budget;
+mod errors;
+mod flow;
