@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 use crate::clock::format_iso8601;
 use crate::error::ApiError;
 use crate::state::{
-    b64, random_guid, unb64, Key, KeyMaterial, KeyRefForms, KeyState, KeyVersion, State,
-    USAGE_ENCRYPT_DECRYPT, USAGE_SIGN_VERIFY,
+    b64, random_alnum, random_guid, unb64, Key, KeyMaterial, KeyRefForms, KeyState, KeyVersion,
+    State, USAGE_ENCRYPT_DECRYPT, USAGE_SIGN_VERIFY,
 };
 
 /// The API version every action here belongs to.
@@ -34,6 +34,8 @@ pub const ACTIONS: &[(&str, ActionFn)] = &[
     ("CreateAlias", create_alias),
     ("DescribeKey", describe_key),
     ("ListKeyVersions", list_key_versions),
+    ("CreateKeyVersion", create_key_version),
+    ("DescribeKeyVersion", describe_key_version),
     ("GetPublicKey", get_public_key),
     ("AsymmetricSign", asymmetric_sign),
     ("AsymmetricVerify", asymmetric_verify),
@@ -183,15 +185,23 @@ fn create_key(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
         .optional("KeySpec")
         .unwrap_or("Aliyun_AES_256")
         .to_string();
-    let material = KeyMaterial::generate(&spec)?;
+    // Parameters first, key generation (slow for RSA) last.
+    KeyMaterial::check_spec(&spec)?;
     let usage = match ctx.optional("KeyUsage") {
         None => USAGE_SIGN_VERIFY,
         Some(USAGE_SIGN_VERIFY) => USAGE_SIGN_VERIFY,
-        Some(USAGE_ENCRYPT_DECRYPT) => {
+        Some(USAGE_ENCRYPT_DECRYPT) if spec.starts_with("EC_P256") => {
             return Err(ApiError::invalid_parameter(
                 "KeyUsage",
                 format!("{spec} keys can only be used for SIGN/VERIFY."),
             ))
+        }
+        Some(USAGE_ENCRYPT_DECRYPT) => {
+            // RSA and SM2 keys may encrypt in KMS; the emulator has no Encrypt/Decrypt.
+            return Err(ApiError::invalid_parameter(
+                "KeyUsage",
+                format!("{spec} keys may be ENCRYPT/DECRYPT in KMS, but this emulator only implements SIGN/VERIFY keys."),
+            ));
         }
         Some(other) => {
             return Err(ApiError::invalid_parameter(
@@ -250,6 +260,7 @@ fn create_key(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
         protection_level
     };
 
+    let material = KeyMaterial::generate(&spec)?;
     let key_id = ctx.state.new_key_id();
     let version_id = random_guid();
     let key = Key {
@@ -328,18 +339,12 @@ fn list_key_versions(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let key_id = ctx.resolve(ALIAS_ID_OR_ARN)?;
     let (number, size) = page(ctx)?;
     let key = ctx.state.key(&key_id);
-    // Oldest first; the sort is stable, so equal dates keep creation order.
-    let mut versions: Vec<&KeyVersion> = key.versions.iter().collect();
-    versions.sort_by_key(|v| v.creation_date);
-    let items: Vec<Value> = versions
-        .iter()
-        .map(|v| {
-            json!({
-                "KeyId": key.id,
-                "KeyVersionId": v.id,
-                "CreationDate": format_iso8601(v.creation_date),
-            })
-        })
+    // KMS documents no order (reference §2.6); the emulator's is configurable, oldest first
+    // by default.
+    let items: Vec<Value> = key
+        .versions_in(ctx.state.version_order, &ctx.state.shuffle_seed)
+        .into_iter()
+        .map(|v| version_json(key, v))
         .collect();
     Ok(json!({
         "PageNumber": number,
@@ -347,6 +352,86 @@ fn list_key_versions(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
         "TotalCount": items.len(),
         "KeyVersions": { "KeyVersion": page_of(&items, number, size) },
     }))
+}
+
+/// `{"KeyId", "KeyVersionId", "CreationDate"}`, as in ListKeyVersions, CreateKeyVersion and
+/// DescribeKeyVersion.
+fn version_json(key: &Key, version: &KeyVersion) -> Value {
+    json!({
+        "KeyId": key.id,
+        "KeyVersionId": version.id,
+        "CreationDate": format_iso8601(version.creation_date),
+    })
+}
+
+/// Minimum spacing of a key's versions (reference §2.7).
+pub const KEY_VERSION_INTERVAL: Duration = Duration::from_secs(7 * 86400);
+/// Most versions one key may have (reference §2.7).
+pub const MAX_KEY_VERSIONS: usize = 50;
+
+/// CreateKeyVersion (reference §2.7). KeyId: id or alias (not an ARN, which the parameter's
+/// description does not list). The key must be Enabled (409 `Rejected.Disabled` /
+/// `Rejected.PendingDeletion`, as the cryptographic calls) and asymmetric.
+///
+/// The rules KMS states without naming their error (asymmetric keys only, at least 7 days
+/// after the key's newest version, at most 50 versions) all answer 400
+/// `Rejected.UnsupportedOperation`, the one 400 code §2.7 lists besides `InvalidParameter`;
+/// the message says which rule. The version id has the form of KMS's CreateKeyVersion demo,
+/// `<key id>-<10 alphanumerics>` (CreateKey's first version is a GUID): clients must treat
+/// version ids as opaque. `PrimaryKeyVersion` does not move (see
+/// [`crate::state::Key::primary_version`]).
+fn create_key_version(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
+    let key_id = ctx.resolve(ALIAS_OR_ID)?;
+    let now = ctx.now;
+    let key = ctx.state.key(&key_id);
+    key.state.require_enabled(&key_id)?;
+    let refuse = |detail: String| ApiError::service(400, "Rejected.UnsupportedOperation", detail);
+    if !key.is_asymmetric() {
+        return Err(refuse(format!(
+            "Key versions can only be created for asymmetric keys; {key_id} is {}.",
+            key.spec
+        )));
+    }
+    if key.versions.len() >= MAX_KEY_VERSIONS {
+        return Err(refuse(format!(
+            "The key {key_id} already has the maximum of {MAX_KEY_VERSIONS} versions."
+        )));
+    }
+    if let Some(newest) = key.newest_version() {
+        let since = now.duration_since(newest.creation_date).unwrap_or_default();
+        if since < KEY_VERSION_INTERVAL {
+            return Err(refuse(format!(
+                "The key {key_id} got version {} at {}; a new version may be created 7 days after the last one.",
+                newest.id,
+                format_iso8601(newest.creation_date)
+            )));
+        }
+    }
+    let material = KeyMaterial::generate(&key.spec)?;
+    let version_id = format!("{key_id}-{}", random_alnum(10));
+    let key = ctx.state.key_mut(&key_id);
+    key.versions.push(KeyVersion {
+        id: version_id,
+        creation_date: now,
+        material,
+    });
+    let key = ctx.state.key(&key_id);
+    let version = key.versions.last().expect("just pushed");
+    Ok(json!({ "KeyVersion": version_json(key, version) }))
+}
+
+/// DescribeKeyVersion (reference §2.8): KeyId id, alias or ARN; works in every key state. A
+/// version of another key is 404 `Forbidden.KeyNotFound`, as in the cryptographic calls.
+fn describe_key_version(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
+    let key_id = ctx.resolve(ALIAS_ID_OR_ARN)?;
+    let version_id = ctx.required("KeyVersionId")?;
+    let key = ctx.state.key(&key_id);
+    let version = key.version(version_id).ok_or_else(|| {
+        ApiError::key_not_found(format!(
+            "Key version {version_id} does not belong to key {key_id}."
+        ))
+    })?;
+    Ok(json!({ "KeyVersion": version_json(key, version) }))
 }
 
 /// Resolves KeyId + KeyVersionId for the data-plane actions and checks state and usage.
@@ -514,6 +599,7 @@ pub fn add_key_version(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::VersionOrder;
 
     fn state() -> State {
         let mut s = State::new("cn-hangzhou".into(), "1234567890123456".into());
@@ -699,5 +785,252 @@ mod tests {
         let d = call(&mut s, "DescribeKey", &[("KeyId", &id)]).unwrap();
         assert_eq!(d["KeyMetadata"]["KeyState"], "PendingDeletion");
         assert_eq!(d["KeyMetadata"]["DeleteDate"], "2023-11-21T22:13:20Z");
+    }
+
+    fn call_at(
+        s: &mut State,
+        now: SystemTime,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Value, ApiError> {
+        let params: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        find(action).expect("known action")(&mut Ctx {
+            state: s,
+            params: &params,
+            now,
+        })
+    }
+
+    fn status_code(r: Result<Value, ApiError>) -> (u16, String) {
+        let e = r.unwrap_err();
+        (e.status, e.code)
+    }
+
+    const DAY: Duration = Duration::from_secs(86400);
+
+    #[test]
+    fn create_key_version_keeps_seven_days_between_versions() {
+        let mut s = state();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (id, first) = new_key(&mut s);
+        let refused = (400, "Rejected.UnsupportedOperation".to_string());
+
+        let r = call_at(
+            &mut s,
+            t0 + 7 * DAY - Duration::from_secs(1),
+            "CreateKeyVersion",
+            &[("KeyId", &id)],
+        );
+        let e = r.unwrap_err();
+        assert_eq!((e.status, e.code.clone()), refused);
+        assert!(e.message.contains("7 days"), "{}", e.message);
+
+        call(
+            &mut s,
+            "CreateAlias",
+            &[("AliasName", "alias/k"), ("KeyId", &id)],
+        )
+        .unwrap();
+        let v = call_at(
+            &mut s,
+            t0 + 7 * DAY,
+            "CreateKeyVersion",
+            &[("KeyId", "alias/k")],
+        )
+        .unwrap();
+        let kv = &v["KeyVersion"];
+        assert_eq!(kv["KeyId"], id.as_str());
+        assert_eq!(kv["CreationDate"], "2023-11-21T22:13:20Z");
+        let second = kv["KeyVersionId"].as_str().unwrap().to_string();
+        let suffix = second.strip_prefix(&format!("{id}-")).unwrap();
+        assert_eq!(suffix.len(), 10);
+        assert_ne!(second, first);
+
+        // The new version is the one the interval now counts from.
+        assert_eq!(
+            status_code(call_at(
+                &mut s,
+                t0 + 13 * DAY,
+                "CreateKeyVersion",
+                &[("KeyId", &id)]
+            )),
+            refused
+        );
+        call_at(&mut s, t0 + 14 * DAY, "CreateKeyVersion", &[("KeyId", &id)]).unwrap();
+        // A seeded version dated in the future blocks it too.
+        add_key_version(&mut s, &id, t0 + 100 * DAY).unwrap();
+        assert_eq!(
+            status_code(call_at(
+                &mut s,
+                t0 + 30 * DAY,
+                "CreateKeyVersion",
+                &[("KeyId", &id)]
+            )),
+            refused
+        );
+        let v = call(&mut s, "DescribeKey", &[("KeyId", &id)]).unwrap();
+        assert_eq!(v["KeyMetadata"]["PrimaryKeyVersion"], first.as_str());
+        let v = call(&mut s, "ListKeyVersions", &[("KeyId", &id)]).unwrap();
+        assert_eq!(v["TotalCount"], 4);
+
+        // Only an id or alias names the key.
+        let arn = s.key_arn(&id);
+        assert_eq!(
+            status_code(call_at(
+                &mut s,
+                t0 + 200 * DAY,
+                "CreateKeyVersion",
+                &[("KeyId", &arn)]
+            )),
+            (404, "Forbidden.KeyNotFound".to_string())
+        );
+        assert_eq!(
+            status_code(call(&mut s, "CreateKeyVersion", &[])),
+            (400, "MissingParameter".to_string())
+        );
+    }
+
+    #[test]
+    fn create_key_version_wants_an_enabled_key_under_fifty_versions() {
+        let mut s = state();
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + 30 * DAY;
+        let (id, _) = new_key(&mut s);
+        call(&mut s, "DisableKey", &[("KeyId", &id)]).unwrap();
+        assert_eq!(
+            status_code(call_at(
+                &mut s,
+                later,
+                "CreateKeyVersion",
+                &[("KeyId", &id)]
+            )),
+            (409, "Rejected.Disabled".to_string())
+        );
+        call(&mut s, "EnableKey", &[("KeyId", &id)]).unwrap();
+        call(
+            &mut s,
+            "ScheduleKeyDeletion",
+            &[("KeyId", &id), ("PendingWindowInDays", "7")],
+        )
+        .unwrap();
+        assert_eq!(
+            status_code(call_at(
+                &mut s,
+                later,
+                "CreateKeyVersion",
+                &[("KeyId", &id)]
+            )),
+            (409, "Rejected.PendingDeletion".to_string())
+        );
+        call(&mut s, "CancelKeyDeletion", &[("KeyId", &id)]).unwrap();
+
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        for _ in 1..MAX_KEY_VERSIONS - 1 {
+            add_key_version(&mut s, &id, old).unwrap();
+        }
+        // 49 versions: one more is allowed, the 51st is not.
+        call_at(&mut s, later, "CreateKeyVersion", &[("KeyId", &id)]).unwrap();
+        let e = call_at(
+            &mut s,
+            later + 30 * DAY,
+            "CreateKeyVersion",
+            &[("KeyId", &id)],
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (400, "Rejected.UnsupportedOperation")
+        );
+        assert!(e.message.contains("50 versions"), "{}", e.message);
+        assert_eq!(s.key(&id).versions.len(), MAX_KEY_VERSIONS);
+    }
+
+    #[test]
+    fn describe_key_version_answers_in_any_state() {
+        let mut s = state();
+        let (id, ver) = new_key(&mut s);
+        let (other, other_ver) = new_key(&mut s);
+        call(
+            &mut s,
+            "CreateAlias",
+            &[("AliasName", "alias/d"), ("KeyId", &id)],
+        )
+        .unwrap();
+        call(&mut s, "DisableKey", &[("KeyId", &id)]).unwrap();
+        let arn = s.key_arn(&id);
+        for key_ref in [id.as_str(), "alias/d", arn.as_str()] {
+            let v = call(
+                &mut s,
+                "DescribeKeyVersion",
+                &[("KeyId", key_ref), ("KeyVersionId", &ver)],
+            )
+            .unwrap();
+            assert_eq!(
+                v,
+                json!({"KeyVersion": {"KeyId": id, "KeyVersionId": ver, "CreationDate": "2023-11-14T22:13:20Z"}})
+            );
+        }
+        assert_eq!(
+            status_code(call(
+                &mut s,
+                "DescribeKeyVersion",
+                &[("KeyId", &id), ("KeyVersionId", &other_ver)]
+            )),
+            (404, "Forbidden.KeyNotFound".to_string())
+        );
+        assert_eq!(
+            status_code(call(&mut s, "DescribeKeyVersion", &[("KeyId", &other)])),
+            (400, "MissingParameter".to_string())
+        );
+    }
+
+    #[test]
+    fn list_key_versions_follows_the_configured_order() {
+        let mut s = state();
+        let (id, first) = new_key(&mut s);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        let mut ids = vec![first];
+        for i in 1..8u32 {
+            ids.push(add_key_version(&mut s, &id, t + i * 100 * DAY).unwrap());
+        }
+        // Creation dates: first (2023) is the newest; the rest ascend from 2020.
+        let oldest_first: Vec<String> = ids[1..].iter().chain(&ids[..1]).cloned().collect();
+        let list = |s: &mut State| -> Vec<String> {
+            let mut all = Vec::new();
+            for page in ["1", "2", "3"] {
+                let v = call(
+                    s,
+                    "ListKeyVersions",
+                    &[("KeyId", &id), ("PageSize", "3"), ("PageNumber", page)],
+                )
+                .unwrap();
+                all.extend(
+                    v["KeyVersions"]["KeyVersion"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x["KeyVersionId"].as_str().unwrap().to_string()),
+                );
+            }
+            all
+        };
+        assert_eq!(list(&mut s), oldest_first);
+        s.version_order = VersionOrder::NewestFirst;
+        let newest: Vec<String> = oldest_first.iter().rev().cloned().collect();
+        assert_eq!(list(&mut s), newest);
+        s.version_order = VersionOrder::Shuffled;
+        let shuffled = list(&mut s);
+        assert_eq!(
+            list(&mut s),
+            shuffled,
+            "stable across calls, so pages add up"
+        );
+        let mut sorted = shuffled.clone();
+        sorted.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(sorted, expected);
     }
 }

@@ -10,14 +10,33 @@
 //!   from the spec, not from a client): unknown AccessKeys, wrong signatures, unsigned
 //!   `x-acs-*`/`host` headers, dates more than 15 minutes off, reused nonces, missing or
 //!   foreign STS tokens are refused with Alibaba's codes and HTTP statuses.
-//! * The actions keep real P-256 keys: signatures are DER ECDSA that verify against the PEM
-//!   `GetPublicKey` returns, and responses use the documented JSON shapes
+//! * The actions keep real keys of every spec they accept (`EC_P256`, `EC_P256K`, `EC_SM2`,
+//!   `RSA_2048`, `RSA_3072`): signatures (DER ECDSA/SM2, RSA PKCS#1 v1.5 and PSS) verify
+//!   against the PEM `GetPublicKey` returns, and responses use the documented JSON shapes
 //!   (`KeyVersions.KeyVersion[]`, string `KeyMetadata` fields, boolean verify `Value`, ...).
-//! * It counts requests per action, connections and TLS handshakes, and records what each
-//!   request carried, so tests can hold a client to its round-trip budget.
+//!   Key state gates what a key can do as KMS's 409 codes say.
+//! * Tests can make it misbehave like a real region: inject throttling, 5xx, hangs, delays and
+//!   connection resets per action ([`Emulator::inject`]), add a round-trip latency
+//!   ([`Emulator::set_latency`]) and list key versions in any order ([`VersionOrder`]).
+//! * It counts requests per action, connections, TLS handshakes and injected faults, and
+//!   records what each request carried (the newest 10 000 by default), so tests can hold a
+//!   client to its round-trip budget.
+//!
+//! What is real and what is not:
+//!
+//! * Real: all key material and signatures (RSA via `rsa`, P-256/secp256k1/SM2 via RustCrypto's
+//!   `p256`/`k256`/`sm2`), every key a fresh distinct one. RSA keys are slow to generate, so a
+//!   small per-process pool makes them ahead in the background ([`prewarm_rsa_keys`]).
+//! * Chosen where the reference is silent, and documented where chosen: SM2DSA signatures
+//!   are DER like ECDSA's; CreateKeyVersion's rule violations are 400
+//!   `Rejected.UnsupportedOperation` ([`actions`]); the throttle header's `Reset` value
+//!   ([`fault`]).
+//! * Not implemented: symmetric, HMAC and `RSA_4096` keys, `ENCRYPT/DECRYPT` usage, and the
+//!   actions outside [`actions::ACTIONS`]; each is refused with a message that says so.
 //!
 //! Where Alibaba's behaviour is not documented the emulator picks the conservative reading and
-//! says so in a doc comment (see [`error`] and [`state::Key::primary_version`]).
+//! says so in a doc comment (see [`error`], [`fault`], [`actions`] and
+//! [`state::Key::primary_version`]).
 //!
 //! ```no_run
 //! use alibabakms_emulator::{Emulator, EmulatorConfig};
@@ -31,23 +50,27 @@ pub mod acs3_verify;
 pub mod actions;
 pub mod clock;
 pub mod error;
+pub mod fault;
+mod rsa_pool;
 mod server;
 pub mod state;
 mod tls;
 
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 pub use acs3_verify::{verify_acs3, Credential, NonceCache, VerifiedRequest};
 pub use clock::NowFn;
 pub use error::{ApiError, ErrorKind};
+pub use fault::{Fault, FaultRule};
 pub use server::{RecordedRequest, Stats};
-pub use state::KeyState;
+pub use state::{KeyState, VersionOrder};
 
 use server::{lock, Shared};
 use state::State;
@@ -83,6 +106,13 @@ pub struct EmulatorConfig {
     pub max_aliases: usize,
     /// Names added to the server certificate besides 127.0.0.1, ::1 and localhost.
     pub extra_tls_names: Vec<String>,
+    /// How ListKeyVersions orders a key's versions (default: oldest first).
+    pub version_order: VersionOrder,
+    /// Added to every request before it is processed, to mimic a region's round trip.
+    pub latency: Duration,
+    /// How many requests [`Emulator::requests`] keeps, the newest (default 10 000), so load
+    /// tests do not grow memory without bound.
+    pub max_recorded_requests: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -101,6 +131,9 @@ impl Default for EmulatorConfig {
             log_requests: false,
             max_aliases: 300,
             extra_tls_names: Vec::new(),
+            version_order: VersionOrder::OldestFirst,
+            latency: Duration::ZERO,
+            max_recorded_requests: server::MAX_RECORDED,
         }
     }
 }
@@ -154,6 +187,32 @@ impl EmulatorConfig {
         self.log_requests = on;
         self
     }
+
+    pub fn version_order(mut self, order: VersionOrder) -> Self {
+        self.version_order = order;
+        self
+    }
+
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    pub fn max_recorded_requests(mut self, n: usize) -> Self {
+        self.max_recorded_requests = n;
+        self
+    }
+}
+
+/// Starts making `count` keys of an RSA spec (`RSA_2048`, `RSA_3072`) in the background, so
+/// that later `CreateKey`/`CreateKeyVersion` calls for it answer at once; returns immediately.
+/// The keys are kept per process and each is handed out once. Other specs are ignored.
+pub fn prewarm_rsa_keys(spec: &str, count: usize) {
+    match spec {
+        "RSA_2048" => rsa_pool::prewarm(2048, count),
+        "RSA_3072" => rsa_pool::prewarm(3072, count),
+        _ => {}
+    }
 }
 
 /// A key made by [`Emulator::create_key`].
@@ -194,6 +253,7 @@ impl Emulator {
 
         let mut state = State::new(cfg.region.clone(), cfg.account_id.clone());
         state.max_aliases = cfg.max_aliases;
+        state.version_order = cfg.version_order;
         state
             .kms_instances
             .extend(cfg.kms_instance_ids.iter().cloned());
@@ -204,10 +264,13 @@ impl Emulator {
             state: Mutex::new(state),
             nonces: Mutex::new(NonceCache::default()),
             stats: Mutex::new(Stats::default()),
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
+            max_recorded: cfg.max_recorded_requests,
             clock: clock::Clock::new(cfg.now.clone(), cfg.clock_offset_secs),
             log_requests: cfg.log_requests,
             connection_seq: Mutex::new(0),
+            faults: Mutex::new(fault::FaultPlan::default()),
+            latency: Mutex::new(cfg.latency),
         });
 
         let std_listener = TcpListener::bind(cfg.listen)?;
@@ -273,9 +336,10 @@ impl Emulator {
         *lock(&self.shared.stats) = Stats::default();
     }
 
-    /// Requests received so far (the newest 10 000), oldest first.
+    /// Requests received so far (the newest [`EmulatorConfig::max_recorded_requests`], 10 000
+    /// by default), oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.requests).clone()
+        lock(&self.shared.requests).iter().cloned().collect()
     }
 
     pub fn clear_requests(&self) {
@@ -290,6 +354,34 @@ impl Emulator {
     /// Moves the server's clock relative to its base, e.g. `-1200` for 20 minutes behind.
     pub fn set_clock_offset_secs(&self, secs: i64) {
         self.shared.clock.set_offset_secs(secs);
+    }
+
+    /// Applies `fault` to the next `times` requests for `action` (`"*"`: any action) that pass
+    /// the gateway (signature, nonce, version, known action). Rules apply in the order they were
+    /// injected: a request takes the oldest matching rule with uses left. `times` 0 does
+    /// nothing. See [`fault`] for the codes.
+    pub fn inject(&self, action: &str, fault: Fault, times: u32) {
+        lock(&self.shared.faults).add(action, fault, times);
+    }
+
+    /// Drops every injected fault not applied yet.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Injected faults not used up yet, oldest first.
+    pub fn pending_faults(&self) -> Vec<FaultRule> {
+        lock(&self.shared.faults).pending()
+    }
+
+    /// Delay added to every request from now on (`Duration::ZERO`: none).
+    pub fn set_latency(&self, latency: Duration) {
+        *lock(&self.shared.latency) = latency;
+    }
+
+    /// How ListKeyVersions orders versions from now on.
+    pub fn set_version_order(&self, order: VersionOrder) {
+        lock(&self.shared.state).version_order = order;
     }
 
     pub fn add_credential(&self, credential: Credential) {
@@ -308,8 +400,9 @@ impl Emulator {
             .insert(id.to_string());
     }
 
-    /// Runs an action directly, without signature checks, counters or request records: the
-    /// same code the API runs, for seeding and inspecting state. `RequestId` is not added.
+    /// Runs an action directly, without signature checks, faults, latency, counters or request
+    /// records: the same code the API runs, for seeding and inspecting state. `RequestId` is not
+    /// added.
     pub fn call(&self, action: &str, params: &[(&str, &str)]) -> Result<Value, ApiError> {
         let f = actions::find(action)
             .ok_or_else(|| ApiError::api_not_found(format!("No action {action:?}.")))?;
@@ -354,6 +447,8 @@ impl Emulator {
     }
 
     /// Adds a key version dated `creation_date`; returns its id. `key` may be an id or alias.
+    /// Unlike CreateKeyVersion it ignores the 7-day spacing, the 50-version cap and the key's
+    /// state, so tests can build any history.
     pub fn add_key_version(
         &self,
         key: &str,

@@ -6,9 +6,10 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use alibabakms_emulator::{
-    Emulator, EmulatorConfig, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET,
+    Emulator, EmulatorConfig, VersionOrder, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET,
     DEFAULT_KMS_INSTANCE_ID,
 };
 
@@ -25,6 +26,8 @@ OPTIONS:
   --access-key-secret SECRET  its secret (default {DEFAULT_ACCESS_KEY_SECRET})
   --kms-instance-id ID        also accept ID as a DKMSInstanceId (repeatable;
                               {DEFAULT_KMS_INSTANCE_ID} is always known)
+  --latency-ms N              delay every request by N milliseconds (a region's round trip)
+  --version-order ORDER       ListKeyVersions order: oldest (default), newest or shuffled
   --quiet                     no per-request log lines on stderr
   -h, --help                  this text
 
@@ -39,6 +42,8 @@ struct Args {
     access_key_id: String,
     access_key_secret: String,
     instances: Vec<String>,
+    latency: Duration,
+    version_order: VersionOrder,
     quiet: bool,
 }
 
@@ -49,6 +54,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         access_key_id: DEFAULT_ACCESS_KEY_ID.to_string(),
         access_key_secret: DEFAULT_ACCESS_KEY_SECRET.to_string(),
         instances: Vec::new(),
+        latency: Duration::ZERO,
+        version_order: VersionOrder::OldestFirst,
         quiet: false,
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +73,25 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--access-key-id" => args.access_key_id = value("--access-key-id")?,
             "--access-key-secret" => args.access_key_secret = value("--access-key-secret")?,
             "--kms-instance-id" => args.instances.push(value("--kms-instance-id")?),
+            "--latency-ms" => {
+                let v = value("--latency-ms")?;
+                let ms: u64 = v
+                    .parse()
+                    .map_err(|e| format!("--latency-ms {v:?}: {e} (want milliseconds)"))?;
+                args.latency = Duration::from_millis(ms);
+            }
+            "--version-order" => {
+                args.version_order = match value("--version-order")?.as_str() {
+                    "oldest" => VersionOrder::OldestFirst,
+                    "newest" => VersionOrder::NewestFirst,
+                    "shuffled" => VersionOrder::Shuffled,
+                    other => {
+                        return Err(format!(
+                            "--version-order {other:?}: want oldest, newest or shuffled"
+                        ))
+                    }
+                };
+            }
             "--quiet" => args.quiet = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -90,6 +116,8 @@ fn main() -> ExitCode {
         .listen(args.listen)
         .no_credentials()
         .access_key(args.access_key_id, args.access_key_secret)
+        .latency(args.latency)
+        .version_order(args.version_order)
         .log_requests(!args.quiet);
     for id in args.instances {
         cfg = cfg.kms_instance(id);

@@ -1,8 +1,8 @@
 //! The HTTPS front: accepts TLS connections on loopback, speaks HTTP/1.1 with keep-alive,
-//! runs every request through the gateway checks and then the action, and counts what
-//! happened so tests can assert on round trips, connections and handshakes.
+//! runs every request through the gateway checks, any injected fault and then the action, and
+//! counts what happened so tests can assert on round trips, connections and handshakes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,17 +14,19 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use crate::acs3_verify::{decode_query, verify_acs3, NonceCache};
-use crate::actions::{self, Ctx, KMS_VERSION};
+use crate::actions::{self, ActionFn, Ctx, KMS_VERSION};
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::fault::{Fault, FaultPlan};
 use crate::state::State;
 
 /// Bodies larger than this are refused; KMS requests carry their parameters in the query.
 const MAX_BODY: usize = 1 << 20;
-/// How many requests [`Shared::requests`] keeps (the newest).
-const MAX_RECORDED: usize = 10_000;
+/// How many requests [`Shared::requests`] keeps (the newest) unless configured otherwise.
+pub const MAX_RECORDED: usize = 10_000;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Counters since start (or the last reset).
@@ -35,8 +37,12 @@ pub struct Stats {
     pub total_requests: u64,
     pub tcp_connections: u64,
     pub tls_handshakes: u64,
-    /// Rejected requests per error code.
+    /// Rejected requests per error code (injected error faults included).
     pub rejected_per_code: HashMap<String, u64>,
+    /// Requests an injected [`crate::Fault`] applied to (every kind, `Delay` included).
+    pub faults_injected: u64,
+    /// The same per [`crate::Fault::kind`].
+    pub faults_per_kind: HashMap<String, u64>,
 }
 
 impl Stats {
@@ -46,6 +52,11 @@ impl Stats {
 
     pub fn rejected(&self, code: &str) -> u64 {
         self.rejected_per_code.get(code).copied().unwrap_or(0)
+    }
+
+    /// Faults of one [`crate::Fault::kind`] applied so far.
+    pub fn faults(&self, kind: &str) -> u64 {
+        self.faults_per_kind.get(kind).copied().unwrap_or(0)
     }
 }
 
@@ -62,12 +73,16 @@ pub struct RecordedRequest {
     pub params: BTreeMap<String, String>,
     /// Headers as received, names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// The HTTP status answered; 0 when no answer was sent ([`crate::Fault::Hang`],
+    /// [`crate::Fault::Reset`]).
     pub status: u16,
     /// `None` on success, else the error code returned.
     pub code: Option<String>,
     pub request_id: String,
     /// For `SignatureDoesNotMatch`: the canonical request the server computed.
     pub server_canonical_request: Option<String>,
+    /// The [`crate::Fault::kind`] of the injected fault that applied, if one did.
+    pub fault: Option<String>,
 }
 
 impl RecordedRequest {
@@ -84,10 +99,15 @@ pub struct Shared {
     pub state: Mutex<State>,
     pub nonces: Mutex<NonceCache>,
     pub stats: Mutex<Stats>,
-    pub requests: Mutex<Vec<RecordedRequest>>,
+    /// The newest `max_recorded` requests, oldest first.
+    pub requests: Mutex<VecDeque<RecordedRequest>>,
+    pub max_recorded: usize,
     pub clock: Clock,
     pub log_requests: bool,
     pub connection_seq: Mutex<u64>,
+    pub faults: Mutex<FaultPlan>,
+    /// Added to every request before it is processed (a region's round trip).
+    pub latency: Mutex<Duration>,
 }
 
 /// Locks, recovering from a panic elsewhere (the data stays usable for tests).
@@ -137,6 +157,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
+            let aborter = Aborter::new(&tcp);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -148,19 +169,145 @@ pub async fn serve(
                 Err(_) => return,
             };
             lock(&shared.stats).tls_handshakes += 1;
+            let reset = Arc::new(Notify::new());
+            let service_reset = reset.clone();
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(req, &shared, conn_id).await) }
+                let reset = service_reset.clone();
+                async move { Ok::<_, Infallible>(handle(req, shared, conn_id, reset).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = reset.notified() => aborter.abort(),
+            }
+            // Leaving drops the connection: after `abort`, the socket closes with an RST.
         });
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: &Shared, conn_id: u64) -> Response<Full<Bytes>> {
+/// Closes a connection's socket with an RST instead of a FIN, through a duplicate of its file
+/// descriptor kept from accept time (the original is buried in the TLS and HTTP layers). The
+/// cost is one more descriptor per open connection.
+struct Aborter {
+    #[cfg(unix)]
+    dup: Option<std::os::fd::OwnedFd>,
+}
+
+impl Aborter {
+    fn new(tcp: &tokio::net::TcpStream) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd;
+            Aborter {
+                dup: tcp.as_fd().try_clone_to_owned().ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tcp;
+            Aborter {}
+        }
+    }
+
+    /// Sets `SO_LINGER` 0, so the last close of the socket resets it.
+    fn abort(self) {
+        #[cfg(unix)]
+        if let Some(fd) = self.dup {
+            if let Ok(tcp) = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) {
+                let _ = tcp.set_zero_linger();
+            }
+        }
+    }
+}
+
+/// What one request is and what became of it, for the counters, the log and the record.
+struct Exchange {
+    conn_id: u64,
+    started: Instant,
+    request_id: String,
+    method: String,
+    path_and_query: String,
+    action: String,
+    headers: Vec<(String, String)>,
+    params: BTreeMap<String, String>,
+    /// The AccessKey the request claims, replaced by the verified one once known.
+    access_key_id: Option<String>,
+    fault: Option<&'static str>,
+}
+
+impl Exchange {
+    /// Counts, logs and records the request with its outcome (`status` 0: no answer).
+    fn finish(self, shared: &Shared, status: u16, code: Option<String>, canonical: Option<String>) {
+        {
+            let mut stats = lock(&shared.stats);
+            stats.total_requests += 1;
+            *stats
+                .requests_per_action
+                .entry(self.action.clone())
+                .or_default() += 1;
+            if let Some(code) = &code {
+                *stats.rejected_per_code.entry(code.clone()).or_default() += 1;
+            }
+            if let Some(kind) = self.fault {
+                stats.faults_injected += 1;
+                *stats.faults_per_kind.entry(kind.to_string()).or_default() += 1;
+            }
+        }
+        if shared.log_requests {
+            // One line per request; never secrets (no Authorization, no token).
+            let mut line = format!(
+                "kms-emulator: conn={} {} action={} status={status} code={} ak={} request_id={} {}us",
+                self.conn_id,
+                self.method,
+                if self.action.is_empty() { "-" } else { &self.action },
+                code.as_deref().unwrap_or("-"),
+                self.access_key_id.as_deref().unwrap_or("-"),
+                self.request_id,
+                self.started.elapsed().as_micros(),
+            );
+            if let Some(kind) = self.fault {
+                line.push_str(&format!(" fault={kind}"));
+            }
+            if let Some(c) = &canonical {
+                line.push_str(&format!(" server_canonical_request={c:?}"));
+            }
+            eprintln!("{line}");
+        }
+        let mut requests = lock(&shared.requests);
+        while requests.len() >= shared.max_recorded.max(1) {
+            requests.pop_front();
+        }
+        requests.push_back(RecordedRequest {
+            connection: self.conn_id,
+            method: self.method,
+            path_and_query: self.path_and_query,
+            action: self.action,
+            params: self.params,
+            headers: self.headers,
+            status,
+            code,
+            request_id: self.request_id,
+            server_canonical_request: canonical,
+            fault: self.fault.map(str::to_string),
+        });
+    }
+}
+
+/// A request that passed the gateway: the action it asks for and its parameters.
+struct Admitted {
+    action: ActionFn,
+    params: BTreeMap<String, String>,
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn_id: u64,
+    reset: Arc<Notify>,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let request_id = request_id();
     let (parts, body) = req.into_parts();
@@ -188,117 +335,113 @@ async fn handle(req: Request<Incoming>, shared: &Shared, conn_id: u64) -> Respon
     };
     let action = header("x-acs-action").unwrap_or_default();
     let host_id = header("host").unwrap_or_else(|| "kms.aliyuncs.com".to_string());
+    let access_key_id = header("authorization").and_then(|a| {
+        let cred = a.split("Credential=").nth(1)?;
+        Some(cred.split(',').next()?.to_string())
+    });
+    let params = decode_query(path_and_query.split_once('?').map_or("", |(_, q)| q));
 
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => Some(b.to_bytes()),
         Err(_) => None,
     };
-    let mut params = decode_query(path_and_query.split_once('?').map_or("", |(_, q)| q));
-    // For the log: the AccessKey the request claims, replaced by the verified one below.
-    let mut access_key_id = header("authorization").and_then(|a| {
-        let cred = a.split("Credential=").nth(1)?;
-        Some(cred.split(',').next()?.to_string())
-    });
-    let outcome = match body {
+    let latency = *lock(&shared.latency);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+
+    let mut ex = Exchange {
+        conn_id,
+        started,
+        request_id,
+        method,
+        path_and_query,
+        action,
+        headers,
+        params,
+        access_key_id,
+        fault: None,
+    };
+    let admitted = match body {
         None => Err(ApiError::gateway(
             413,
             "RequestEntityTooLarge",
             format!("The request body exceeds {MAX_BODY} bytes."),
         )),
-        Some(body) => process(
-            shared,
-            &method,
-            &path_and_query,
-            &headers,
-            &body,
-            &mut params,
-            &mut access_key_id,
-        ),
+        Some(body) => admit(&shared, &body, &mut ex),
+    };
+
+    let mut extra_headers = Vec::new();
+    let outcome = match admitted {
+        Err(e) => Err(e),
+        Ok(admitted) => {
+            let fault = lock(&shared.faults).take(&ex.action);
+            ex.fault = fault.as_ref().map(Fault::kind);
+            match fault {
+                Some(Fault::Hang) => {
+                    ex.finish(&shared, 0, None, None);
+                    // Never answers; dropped with the connection or the emulator.
+                    return std::future::pending().await;
+                }
+                Some(Fault::Reset) => {
+                    ex.finish(&shared, 0, None, None);
+                    reset.notify_one();
+                    return std::future::pending().await;
+                }
+                Some(Fault::Delay(d)) => {
+                    tokio::time::sleep(d).await;
+                    run_action(&shared, admitted).await
+                }
+                Some(other) => {
+                    let (e, headers) = other
+                        .response(shared.clock.now())
+                        .expect("error faults have a response");
+                    extra_headers = headers;
+                    Err(e)
+                }
+                None => run_action(&shared, admitted).await,
+            }
+        }
     };
 
     let (status, json, code, canonical) = match outcome {
         Ok(mut v) => {
             if let Value::Object(m) = &mut v {
-                m.insert("RequestId".into(), Value::String(request_id.clone()));
+                m.insert("RequestId".into(), Value::String(ex.request_id.clone()));
             }
             (200, v, None, None)
         }
         Err(e) => (
             e.status,
-            e.to_json(&request_id, &host_id),
+            e.to_json(&ex.request_id, &host_id),
             Some(e.code.clone()),
             e.canonical_request.clone(),
         ),
     };
-
-    {
-        let mut stats = lock(&shared.stats);
-        stats.total_requests += 1;
-        *stats.requests_per_action.entry(action.clone()).or_default() += 1;
-        if let Some(code) = &code {
-            *stats.rejected_per_code.entry(code.clone()).or_default() += 1;
-        }
-    }
-    if shared.log_requests {
-        // One line per request; never secrets (no Authorization, no token).
-        let mut line = format!(
-            "kms-emulator: conn={conn_id} {method} action={} status={status} code={} ak={} request_id={request_id} {}us",
-            if action.is_empty() { "-" } else { &action },
-            code.as_deref().unwrap_or("-"),
-            access_key_id.as_deref().unwrap_or("-"),
-            started.elapsed().as_micros(),
-        );
-        if let Some(c) = &canonical {
-            line.push_str(&format!(" server_canonical_request={c:?}"));
-        }
-        eprintln!("{line}");
-    }
-    {
-        let mut requests = lock(&shared.requests);
-        if requests.len() >= MAX_RECORDED {
-            requests.remove(0);
-        }
-        requests.push(RecordedRequest {
-            connection: conn_id,
-            method,
-            path_and_query,
-            action,
-            params,
-            headers,
-            status,
-            code,
-            request_id: request_id.clone(),
-            server_canonical_request: canonical,
-        });
-    }
+    let request_id = ex.request_id.clone();
+    ex.finish(&shared, status, code, canonical);
 
     let body = serde_json::to_vec(&json).expect("JSON values serialize");
-    Response::builder()
+    let mut response = Response::builder()
         .status(status)
         .header("content-type", "application/json;charset=utf-8")
-        .header("x-acs-request-id", request_id)
+        .header("x-acs-request-id", request_id);
+    for (name, value) in extra_headers {
+        response = response.header(name, value);
+    }
+    response
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
 }
 
-/// Gateway checks, then the action. Fills `params`/`access_key_id` for the request record.
-fn process(
-    shared: &Shared,
-    method: &str,
-    path_and_query: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-    params: &mut BTreeMap<String, String>,
-    access_key_id: &mut Option<String>,
-) -> Result<Value, ApiError> {
-    // Fault injection (throttling, 5xx, delays) belongs here, after routing and before or
-    // after authentication depending on the fault: the real gateway throttles authenticated
-    // callers, so a throttle hook would sit after the nonce check below.
+/// The gateway's checks: method, path, signature, nonce, API version and action. Fills the
+/// exchange's params and AccessKey for the record.
+fn admit(shared: &Shared, body: &[u8], ex: &mut Exchange) -> Result<Admitted, ApiError> {
     // The RPC-style KMS API takes POST (what the SDKs send) and GET (KMS-META: [post, get]).
-    if method != "POST" && method != "GET" {
-        return Err(ApiError::unsupported_http_method(method));
+    if ex.method != "POST" && ex.method != "GET" {
+        return Err(ApiError::unsupported_http_method(&ex.method));
     }
-    let path = path_and_query.split('?').next().unwrap_or("");
+    let path = ex.path_and_query.split('?').next().unwrap_or("");
     if path != "/" {
         return Err(ApiError::api_not_found(format!(
             "KMS is an RPC-style API served at path \"/\", not {path:?}."
@@ -306,11 +449,16 @@ fn process(
     }
 
     let now = shared.clock.now();
-    let verified = verify_acs3(method, path_and_query, headers, body, now, |ak| {
-        lock(&shared.state).credentials.get(ak).cloned()
-    })?;
-    *params = verified.params.clone();
-    *access_key_id = Some(verified.access_key_id.clone());
+    let verified = verify_acs3(
+        &ex.method,
+        &ex.path_and_query,
+        &ex.headers,
+        body,
+        now,
+        |ak| lock(&shared.state).credentials.get(ak).cloned(),
+    )?;
+    ex.params = verified.params.clone();
+    ex.access_key_id = Some(verified.access_key_id.clone());
     lock(&shared.nonces).check_and_record(&verified.nonce, verified.date, now)?;
 
     if verified.version != KMS_VERSION {
@@ -325,10 +473,31 @@ fn process(
             verified.action
         )));
     };
-    let mut state = lock(&shared.state);
-    action(&mut Ctx {
-        state: &mut state,
-        params: &verified.params,
-        now,
+    Ok(Admitted {
+        action,
+        params: verified.params,
+    })
+}
+
+/// Runs the action on the blocking pool, so a slow one (RSA key generation) leaves the server
+/// answering others, and injected hangs and delays running, meanwhile.
+async fn run_action(shared: &Arc<Shared>, admitted: Admitted) -> Result<Value, ApiError> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || {
+        let now = shared.clock.now();
+        let mut state = lock(&shared.state);
+        (admitted.action)(&mut Ctx {
+            state: &mut state,
+            params: &admitted.params,
+            now,
+        })
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ApiError::service(
+            500,
+            "InternalFailure",
+            format!("Internal Failure. (emulator: the action panicked: {e})"),
+        ))
     })
 }

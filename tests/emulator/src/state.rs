@@ -9,9 +9,11 @@ use base64::Engine as _;
 use p256::ecdsa::signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use rand_core::{OsRng, RngCore};
+use sha2::{Digest as _, Sha256};
 
 use crate::acs3_verify::Credential;
 use crate::error::ApiError;
+use crate::rsa_pool;
 
 /// Key specs Alibaba KMS documents (reference §2.1); only some are implemented here.
 pub const KNOWN_KEY_SPECS: [&str; 12] = [
@@ -30,10 +32,15 @@ pub const KNOWN_KEY_SPECS: [&str; 12] = [
 ];
 
 /// Key specs this emulator can create (it holds real key material for them).
-pub const SUPPORTED_KEY_SPECS: [&str; 1] = ["EC_P256"];
+pub const SUPPORTED_KEY_SPECS: [&str; 5] =
+    ["RSA_2048", "RSA_3072", "EC_P256", "EC_P256K", "EC_SM2"];
 
 pub const USAGE_SIGN_VERIFY: &str = "SIGN/VERIFY";
 pub const USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT/DECRYPT";
+
+/// The distinguishing identifier SM2 key objects are built with (GM/T 0009's default). It only
+/// enters `Z(A)`, which KMS callers compute themselves: `SM2DSA` signs the given digest.
+const SM2_DEFAULT_DISTID: &str = "1234567812345678";
 
 /// Lifecycle state of a key ("Impact of CMK states on API calls").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +59,12 @@ impl KeyState {
         }
     }
 
-    /// The 409 a cryptographic call gets when the key is not Enabled.
+    /// The 409 a call gets when the key is not Enabled: `AsymmetricSign`, `AsymmetricVerify`,
+    /// `GetPublicKey` and `CreateKeyVersion`. The reference (§2.13) lists `Rejected.Disabled`
+    /// and `Rejected.PendingDeletion` as key-state conflicts without a per-action table; the
+    /// emulator takes the strict reading that every call that uses a key's material is
+    /// refused, `GetPublicKey` included, while metadata calls (DescribeKey, ListKeyVersions,
+    /// DescribeKeyVersion) answer in every state.
     pub fn require_enabled(self, key_id: &str) -> Result<(), ApiError> {
         match self {
             KeyState::Enabled => Ok(()),
@@ -68,47 +80,96 @@ impl KeyState {
     }
 }
 
-/// The private half of one key version. An enum so RSA and other curves can join later.
+/// The order `ListKeyVersions` returns a key's versions in. KMS does not document one (reference
+/// §2.6: the 2021 demo lists the newest first), so clients must not depend on it; switch this
+/// to test that they do not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VersionOrder {
+    /// By `CreationDate`, oldest first (ties keep creation order).
+    #[default]
+    OldestFirst,
+    /// By `CreationDate`, newest first (ties: the later-created first).
+    NewestFirst,
+    /// A random order fixed per emulator: the same on every call, so paging stays consistent,
+    /// with each new version landing at a random place.
+    Shuffled,
+}
+
+/// The private half of one key version.
+///
+/// Everything here is real key material: RSA via the `rsa` crate, P-256, secp256k1 and SM2 via
+/// RustCrypto's `p256`, `k256` and `sm2`. Signatures verify against the `GetPublicKey` PEM with
+/// any standard library.
 pub enum KeyMaterial {
     EcP256(p256::ecdsa::SigningKey),
+    /// secp256k1 (`EC_P256K`).
+    EcP256k(k256::ecdsa::SigningKey),
+    /// SM2 (`EC_SM2`).
+    Sm2(Box<sm2::dsa::SigningKey>),
+    /// `RSA_2048` / `RSA_3072`.
+    Rsa(Box<rsa::RsaPrivateKey>),
 }
 
 impl KeyMaterial {
-    /// Fresh material for `spec`, or InvalidParameter for a spec this emulator lacks.
-    pub fn generate(spec: &str) -> Result<Self, ApiError> {
-        match spec {
-            "EC_P256" => Ok(KeyMaterial::EcP256(p256::ecdsa::SigningKey::random(
-                &mut OsRng,
-            ))),
-            other if KNOWN_KEY_SPECS.contains(&other) => Err(ApiError::invalid_parameter(
+    /// InvalidParameter unless this emulator can make keys of `spec`; cheap, so actions check
+    /// their other parameters before paying for [`KeyMaterial::generate`].
+    pub fn check_spec(spec: &str) -> Result<(), ApiError> {
+        if SUPPORTED_KEY_SPECS.contains(&spec) {
+            Ok(())
+        } else if KNOWN_KEY_SPECS.contains(&spec) {
+            Err(ApiError::invalid_parameter(
                 "KeySpec",
                 format!(
-                    "{other} is a valid Alibaba KMS key spec but this emulator does not implement it (supported: {}).",
+                    "{spec} is a valid Alibaba KMS key spec but this emulator does not implement it (supported: {}).",
                     SUPPORTED_KEY_SPECS.join(", ")
                 ),
-            )),
-            other => Err(ApiError::invalid_parameter(
+            ))
+        } else {
+            Err(ApiError::invalid_parameter(
                 "KeySpec",
                 format!(
-                    "Unknown key spec {other:?}; Alibaba KMS key specs are {}.",
+                    "Unknown key spec {spec:?}; Alibaba KMS key specs are {}.",
                     KNOWN_KEY_SPECS.join(", ")
                 ),
-            )),
+            ))
         }
+    }
+
+    /// Fresh material for `spec`, or InvalidParameter for a spec this emulator lacks. Each call
+    /// makes a new, distinct key (RSA keys may come from a pool made ahead, see
+    /// [`crate::prewarm_rsa_keys`], but never twice).
+    pub fn generate(spec: &str) -> Result<Self, ApiError> {
+        Self::check_spec(spec)?;
+        Ok(match spec {
+            "EC_P256" => KeyMaterial::EcP256(p256::ecdsa::SigningKey::random(&mut OsRng)),
+            "EC_P256K" => KeyMaterial::EcP256k(k256::ecdsa::SigningKey::random(&mut OsRng)),
+            "EC_SM2" => {
+                let secret = sm2::SecretKey::random(&mut OsRng);
+                let key = sm2::dsa::SigningKey::new(SM2_DEFAULT_DISTID, &secret)
+                    .expect("a random SM2 secret key makes a signing key");
+                KeyMaterial::Sm2(Box::new(key))
+            }
+            "RSA_2048" => KeyMaterial::Rsa(Box::new(rsa_pool::take(2048))),
+            "RSA_3072" => KeyMaterial::Rsa(Box::new(rsa_pool::take(3072))),
+            other => unreachable!("check_spec accepted {other}"),
+        })
     }
 
     /// Signing algorithms valid for this material (reference §2.10).
     pub fn algorithms(&self) -> &'static [&'static str] {
         match self {
-            KeyMaterial::EcP256(_) => &["ECDSA_SHA_256"],
+            KeyMaterial::EcP256(_) | KeyMaterial::EcP256k(_) => &["ECDSA_SHA_256"],
+            KeyMaterial::Sm2(_) => &["SM2DSA"],
+            KeyMaterial::Rsa(_) => &["RSA_PSS_SHA_256", "RSA_PKCS1_SHA_256"],
         }
     }
 
-    /// Length in bytes of the digest `algorithm` signs.
+    /// Length in bytes of the digest `algorithm` signs: SHA-256 for all of them, SM3 (also 32
+    /// bytes, `SM3(Z(A) || M)`) for SM2DSA. Only called with a name from [`Self::algorithms`].
     fn digest_len(algorithm: &str) -> usize {
         match algorithm {
-            "ECDSA_SHA_256" => 32,
-            _ => 32,
+            "ECDSA_SHA_256" | "RSA_PSS_SHA_256" | "RSA_PKCS1_SHA_256" | "SM2DSA" => 32,
+            other => unreachable!("no digest length for {other}"),
         }
     }
 
@@ -135,32 +196,63 @@ impl KeyMaterial {
         Ok(())
     }
 
-    /// `PUBLIC KEY` PEM (SubjectPublicKeyInfo), `\n` line breaks, trailing `\n`.
+    /// `PUBLIC KEY` PEM (SubjectPublicKeyInfo), `\n` line breaks, trailing `\n`. EC keys are
+    /// `id-ecPublicKey` with the curve's OID as parameter (prime256v1, secp256k1, sm2p256v1);
+    /// RSA keys are `rsaEncryption` with NULL parameters, as KMS's (`MIIBIjANBgkqh...`).
     pub fn public_key_pem(&self) -> String {
         match self {
-            KeyMaterial::EcP256(sk) => sk
-                .verifying_key()
-                .to_public_key_pem(LineEnding::LF)
-                .expect("P-256 public keys encode"),
+            KeyMaterial::EcP256(sk) => sk.verifying_key().to_public_key_pem(LineEnding::LF),
+            KeyMaterial::EcP256k(sk) => sk.verifying_key().to_public_key_pem(LineEnding::LF),
+            KeyMaterial::Sm2(sk) => {
+                sm2::PublicKey::from(sk.verifying_key()).to_public_key_pem(LineEnding::LF)
+            }
+            KeyMaterial::Rsa(sk) => {
+                let public: &rsa::RsaPublicKey = sk.as_ref().as_ref();
+                public.to_public_key_pem(LineEnding::LF)
+            }
         }
+        .expect("public keys encode")
     }
 
-    /// Signs a prehashed digest; ECDSA signatures are DER `SEQUENCE{r, s}` with a random
-    /// nonce, as KMS's are (so two signatures of one digest differ).
+    /// Signs a prehashed digest. ECDSA and SM2 signatures are DER `SEQUENCE{r, s}` with a random
+    /// nonce, as KMS's are (so two signatures of one digest differ); RSA-PSS uses a random
+    /// 32-byte salt; RSA PKCS#1 v1.5 is deterministic.
     pub fn sign(&self, algorithm: &str, digest: &[u8]) -> Result<Vec<u8>, ApiError> {
         self.check_algorithm(algorithm, digest)?;
+        let failed = |e: &dyn std::fmt::Display| ApiError::invalid_parameter("Digest", e);
         match self {
             KeyMaterial::EcP256(sk) => {
                 let sig: p256::ecdsa::Signature = sk
                     .sign_prehash_with_rng(&mut OsRng, digest)
-                    .map_err(|e| ApiError::invalid_parameter("Digest", e))?;
+                    .map_err(|e| failed(&e))?;
                 Ok(sig.to_der().as_bytes().to_vec())
+            }
+            KeyMaterial::EcP256k(sk) => {
+                let sig: k256::ecdsa::Signature = sk
+                    .sign_prehash_with_rng(&mut OsRng, digest)
+                    .map_err(|e| failed(&e))?;
+                Ok(sig.to_der().as_bytes().to_vec())
+            }
+            KeyMaterial::Sm2(sk) => {
+                let sig: sm2::dsa::Signature = sk
+                    .sign_prehash_with_rng(&mut OsRng, digest)
+                    .map_err(|e| failed(&e))?;
+                Ok(sm2_to_der(&sig))
+            }
+            KeyMaterial::Rsa(sk) => {
+                let sig = if algorithm == "RSA_PSS_SHA_256" {
+                    sk.sign_with_rng(&mut OsRng, rsa::Pss::new_with_salt::<Sha256>(32), digest)
+                } else {
+                    sk.sign_with_rng(&mut OsRng, rsa::Pkcs1v15Sign::new::<Sha256>(), digest)
+                };
+                sig.map_err(|e| failed(&e))
             }
         }
     }
 
     /// Whether `signature` is valid over `digest`; a malformed signature is `false`, not an
-    /// error, as in KMS.
+    /// error, as in KMS. ECDSA accepts both `s` and `n - s` (as OpenSSL does; k256 alone would
+    /// refuse a high `s`). RSA-PSS wants the 32-byte salt KMS signs with.
     pub fn verify(
         &self,
         algorithm: &str,
@@ -168,12 +260,44 @@ impl KeyMaterial {
         signature: &[u8],
     ) -> Result<bool, ApiError> {
         self.check_algorithm(algorithm, digest)?;
-        match self {
-            KeyMaterial::EcP256(sk) => Ok(p256::ecdsa::Signature::from_der(signature)
+        Ok(match self {
+            KeyMaterial::EcP256(sk) => p256::ecdsa::Signature::from_der(signature)
                 .map(|sig| sk.verifying_key().verify_prehash(digest, &sig).is_ok())
-                .unwrap_or(false)),
-        }
+                .unwrap_or(false),
+            KeyMaterial::EcP256k(sk) => k256::ecdsa::Signature::from_der(signature)
+                .map(|sig| {
+                    let sig = sig.normalize_s().unwrap_or(sig);
+                    sk.verifying_key().verify_prehash(digest, &sig).is_ok()
+                })
+                .unwrap_or(false),
+            KeyMaterial::Sm2(sk) => sm2_from_der(signature)
+                .map(|sig| sk.verifying_key().verify_prehash(digest, &sig).is_ok())
+                .unwrap_or(false),
+            KeyMaterial::Rsa(sk) => {
+                let public: &rsa::RsaPublicKey = sk.as_ref().as_ref();
+                let result = if algorithm == "RSA_PSS_SHA_256" {
+                    public.verify(rsa::Pss::new_with_salt::<Sha256>(32), digest, signature)
+                } else {
+                    public.verify(rsa::Pkcs1v15Sign::new::<Sha256>(), digest, signature)
+                };
+                result.is_ok()
+            }
+        })
     }
+}
+
+/// DER `SEQUENCE{INTEGER r, INTEGER s}` of an SM2 signature. The ASN.1 is curve-independent, so
+/// p256's encoder does it: SM2's order is below P-256's, so every valid SM2 `(r, s)` is in range.
+fn sm2_to_der(sig: &sm2::dsa::Signature) -> Vec<u8> {
+    let as_p256 = p256::ecdsa::Signature::from_slice(&sig.to_bytes())
+        .expect("SM2 scalars are below P-256's order");
+    as_p256.to_der().as_bytes().to_vec()
+}
+
+/// The inverse of [`sm2_to_der`]; `None` for anything that is not a DER signature in SM2's range.
+fn sm2_from_der(der: &[u8]) -> Option<sm2::dsa::Signature> {
+    let bytes = p256::ecdsa::Signature::from_der(der).ok()?.to_bytes();
+    sm2::dsa::Signature::from_slice(&bytes).ok()
 }
 
 pub struct KeyVersion {
@@ -207,6 +331,35 @@ impl Key {
     pub fn version(&self, version_id: &str) -> Option<&KeyVersion> {
         self.versions.iter().find(|v| v.id == version_id)
     }
+
+    /// The newest version by `CreationDate` (the last created among equal dates).
+    pub fn newest_version(&self) -> Option<&KeyVersion> {
+        self.versions.iter().max_by_key(|v| v.creation_date)
+    }
+
+    /// The versions in `order`; `seed` fixes the [`VersionOrder::Shuffled`] permutation.
+    pub fn versions_in(&self, order: VersionOrder, seed: &[u8]) -> Vec<&KeyVersion> {
+        // Indices keep creation order among equal dates.
+        let mut v: Vec<(usize, &KeyVersion)> = self.versions.iter().enumerate().collect();
+        match order {
+            VersionOrder::OldestFirst => v.sort_by_key(|(i, v)| (v.creation_date, *i)),
+            VersionOrder::NewestFirst => {
+                v.sort_by_key(|(i, v)| std::cmp::Reverse((v.creation_date, *i)))
+            }
+            VersionOrder::Shuffled => v.sort_by_cached_key(|(_, v)| {
+                Sha256::new()
+                    .chain_update(seed)
+                    .chain_update(v.id.as_bytes())
+                    .finalize()
+            }),
+        }
+        v.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Whether the key's material is asymmetric (the only kind CreateKeyVersion accepts).
+    pub fn is_asymmetric(&self) -> bool {
+        self.spec.starts_with("RSA_") || self.spec.starts_with("EC_")
+    }
 }
 
 /// The emulated Alibaba Cloud account in one region.
@@ -220,6 +373,10 @@ pub struct State {
     pub credentials: HashMap<String, Credential>,
     /// Aliases per region (DOC-LIMITS default: 300).
     pub max_aliases: usize,
+    /// How ListKeyVersions orders versions.
+    pub version_order: VersionOrder,
+    /// Fixes the [`VersionOrder::Shuffled`] permutation for this emulator.
+    pub shuffle_seed: [u8; 16],
 }
 
 /// Random lower-case alphanumerics.
@@ -279,6 +436,12 @@ impl State {
             kms_instances: BTreeSet::new(),
             credentials: HashMap::new(),
             max_aliases: 300,
+            version_order: VersionOrder::default(),
+            shuffle_seed: {
+                let mut seed = [0u8; 16];
+                OsRng.fill_bytes(&mut seed);
+                seed
+            },
         }
     }
 
@@ -406,10 +569,124 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_specs_are_invalid_parameters() {
-        let e = KeyMaterial::generate("RSA_2048").err().unwrap();
-        assert_eq!((e.status, e.code.as_str()), (400, "InvalidParameter"));
-        assert!(e.message.contains("does not implement"));
+        for spec in ["RSA_4096", "Aliyun_AES_256", "HMAC_SHA256"] {
+            let e = KeyMaterial::generate(spec).err().unwrap();
+            assert_eq!((e.status, e.code.as_str()), (400, "InvalidParameter"));
+            assert!(e.message.contains("does not implement"), "{spec}");
+        }
         let e = KeyMaterial::generate("EC_P999").err().unwrap();
         assert!(e.message.contains("Unknown key spec"));
+    }
+
+    fn sign_verify_flip(m: &KeyMaterial, algorithm: &str) -> Vec<u8> {
+        let digest = [0x5au8; 32];
+        let sig = m.sign(algorithm, &digest).unwrap();
+        assert!(m.verify(algorithm, &digest, &sig).unwrap(), "{algorithm}");
+        let mut bad = sig.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(!m.verify(algorithm, &digest, &bad).unwrap(), "{algorithm}");
+        assert!(!m.verify(algorithm, &[0x5bu8; 32], &sig).unwrap());
+        assert!(!m.verify(algorithm, &digest, b"garbage").unwrap());
+        assert_eq!(
+            m.sign(algorithm, &[0u8; 48]).unwrap_err().code,
+            "InvalidParameter",
+            "{algorithm} takes 32-byte digests"
+        );
+        sig
+    }
+
+    #[test]
+    fn secp256k1_and_sm2_material_sign_der_that_verifies() {
+        let k = KeyMaterial::generate("EC_P256K").unwrap();
+        assert_eq!(k.algorithms(), ["ECDSA_SHA_256"]);
+        let sig = sign_verify_flip(&k, "ECDSA_SHA_256");
+        assert_eq!(sig[0], 0x30);
+        // The same signature with s replaced by n - s is just as valid (OpenSSL accepts it).
+        let parsed = k256::ecdsa::Signature::from_der(&sig).unwrap();
+        let (r, s) = parsed.split_scalars();
+        let high = k256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        assert!(high.normalize_s().is_some(), "s is the high one");
+        assert!(k
+            .verify("ECDSA_SHA_256", &[0x5au8; 32], high.to_der().as_bytes())
+            .unwrap());
+        assert_eq!(
+            k.sign("RSA_PKCS1_SHA_256", &[0u8; 32]).unwrap_err().code,
+            "InvalidParameter"
+        );
+
+        let m = KeyMaterial::generate("EC_SM2").unwrap();
+        assert_eq!(m.algorithms(), ["SM2DSA"]);
+        let sig = sign_verify_flip(&m, "SM2DSA");
+        let parsed = sm2_from_der(&sig).unwrap();
+        assert_eq!(sm2_to_der(&parsed), sig);
+        assert_eq!(
+            m.sign("ECDSA_SHA_256", &[0u8; 32]).unwrap_err().code,
+            "InvalidParameter"
+        );
+    }
+
+    #[test]
+    fn rsa_material_signs_pkcs1_and_pss() {
+        let m = KeyMaterial::generate("RSA_2048").unwrap();
+        assert_eq!(m.algorithms(), ["RSA_PSS_SHA_256", "RSA_PKCS1_SHA_256"]);
+        let pkcs1 = sign_verify_flip(&m, "RSA_PKCS1_SHA_256");
+        assert_eq!(pkcs1.len(), 256);
+        assert_eq!(m.sign("RSA_PKCS1_SHA_256", &[0x5au8; 32]).unwrap(), pkcs1);
+        let pss = sign_verify_flip(&m, "RSA_PSS_SHA_256");
+        assert_ne!(m.sign("RSA_PSS_SHA_256", &[0x5au8; 32]).unwrap(), pss);
+        // One scheme's signature is not the other's.
+        assert!(!m.verify("RSA_PSS_SHA_256", &[0x5au8; 32], &pkcs1).unwrap());
+        assert!(!m.verify("RSA_PKCS1_SHA_256", &[0x5au8; 32], &pss).unwrap());
+        assert_eq!(
+            m.sign("ECDSA_SHA_256", &[0u8; 32]).unwrap_err().code,
+            "InvalidParameter"
+        );
+    }
+
+    #[test]
+    fn version_orders() {
+        let mut key = Key {
+            id: "key-x".into(),
+            arn: String::new(),
+            spec: "EC_P256".into(),
+            usage: USAGE_SIGN_VERIFY.into(),
+            description: String::new(),
+            protection_level: "SOFTWARE".into(),
+            origin: "Aliyun_KMS".into(),
+            creator: String::new(),
+            dkms_instance_id: None,
+            creation_date: SystemTime::UNIX_EPOCH,
+            state: KeyState::Enabled,
+            delete_date: None,
+            primary_version: String::new(),
+            versions: Vec::new(),
+        };
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for (id, secs) in [("b", 20), ("a", 10), ("c", 30), ("c2", 30)] {
+            key.versions.push(KeyVersion {
+                id: id.into(),
+                creation_date: t0 + std::time::Duration::from_secs(secs),
+                material: KeyMaterial::generate("EC_P256").unwrap(),
+            });
+        }
+        let ids = |order, seed: &[u8]| -> Vec<String> {
+            key.versions_in(order, seed)
+                .iter()
+                .map(|v| v.id.clone())
+                .collect()
+        };
+        assert_eq!(ids(VersionOrder::OldestFirst, b""), ["a", "b", "c", "c2"]);
+        assert_eq!(ids(VersionOrder::NewestFirst, b""), ["c2", "c", "b", "a"]);
+        assert_eq!(key.newest_version().unwrap().id, "c2");
+        // Shuffled: stable for one seed, and some seed gives an order that is neither sorted one.
+        assert_eq!(
+            ids(VersionOrder::Shuffled, b"s1"),
+            ids(VersionOrder::Shuffled, b"s1")
+        );
+        let orders: BTreeSet<Vec<String>> = (0u8..40)
+            .map(|i| ids(VersionOrder::Shuffled, &[i]))
+            .collect();
+        assert!(orders.len() > 5, "{orders:?}");
     }
 }

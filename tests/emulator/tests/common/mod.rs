@@ -200,6 +200,23 @@ impl Client {
         })
     }
 
+    /// Gives up reading a reply after `timeout` (the client's own deadline).
+    pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) {
+        self.stream
+            .get_ref()
+            .sock
+            .set_read_timeout(timeout)
+            .unwrap();
+    }
+
+    /// Signs with the default AccessKey and sends, returning transport errors instead of
+    /// panicking on them.
+    pub fn try_call(&mut self, action: &str, params: &[(&str, &str)]) -> std::io::Result<Resp> {
+        let input = SignInput::new(&self.endpoint, action, params);
+        let (path, headers) = sign(&input);
+        self.send(&input.method, &path, &headers, &input.body)
+    }
+
     /// Sends a raw request (headers exactly as given; Content-Length added) and reads the reply.
     pub fn send(
         &mut self,
