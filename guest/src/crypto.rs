@@ -6,6 +6,7 @@
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
+use rsa::traits::PublicKeyParts;
 use sha2::Digest;
 use std::io::Read;
 
@@ -112,25 +113,42 @@ fn go_hash_name(n: u64) -> String {
 #[derive(Debug, Clone)]
 pub enum PublicKey {
     P256(p256::ecdsa::VerifyingKey),
+    /// RSA_2048 or RSA_3072, used with PKCS#1 v1.5 and SHA-256 (what cosign verifies).
+    Rsa(rsa::RsaPublicKey),
 }
 
 impl PublicKey {
     /// Parses a PEM `PUBLIC KEY` as KMS returns it.
     pub fn from_pem(pem: &str) -> Result<PublicKey, String> {
-        match p256::PublicKey::from_public_key_pem(pem.trim()) {
-            Ok(k) => Ok(PublicKey::P256(k.into())),
+        if let Ok(k) = p256::PublicKey::from_public_key_pem(pem.trim()) {
+            return Ok(PublicKey::P256(k.into()));
+        }
+        match rsa::RsaPublicKey::from_public_key_pem(pem.trim()) {
+            Ok(k) if matches!(k.size() * 8, 2048 | 3072 | 4096) => Ok(PublicKey::Rsa(k)),
+            Ok(k) => Err(format!(
+                "the RSA key has {} bits; cosign keys in KMS are RSA_2048 or RSA_3072",
+                k.size() * 8
+            )),
             Err(_) => Err(describe_unsupported_key(pem)),
+        }
+    }
+
+    /// The KMS key spec of this key, for messages.
+    pub fn spec(&self) -> String {
+        match self {
+            PublicKey::P256(_) => "EC_P256".into(),
+            PublicKey::Rsa(k) => format!("RSA_{}", k.size() * 8),
         }
     }
 
     /// A canonical PEM (LF line endings), re-encoded from the parsed key so that what cosign
     /// writes to cosign.pub is always well-formed.
     pub fn to_pem(&self) -> String {
-        match self {
-            PublicKey::P256(k) => k
-                .to_public_key_pem(LineEnding::LF)
-                .expect("a parsed P-256 key encodes"),
-        }
+        let pem = match self {
+            PublicKey::P256(k) => k.to_public_key_pem(LineEnding::LF),
+            PublicKey::Rsa(k) => k.to_public_key_pem(LineEnding::LF),
+        };
+        pem.expect("a parsed key encodes")
     }
 
     /// Digest sent to KMS for a signature of a message hashed with `hash`. ECDSA over P-256
@@ -139,25 +157,46 @@ impl PublicKey {
     pub fn kms_digest<'a>(&self, digest: &'a [u8]) -> &'a [u8] {
         match self {
             PublicKey::P256(_) => &digest[..digest.len().min(32)],
+            PublicKey::Rsa(_) => digest,
         }
     }
 
-    /// Checks a DER signature over `digest` (which was computed with `hash`).
+    /// Checks a signature over `digest` (computed with `hash`): ASN.1 DER ECDSA for P-256,
+    /// PKCS#1 v1.5 with SHA-256 for RSA.
     pub fn verify(&self, hash: HashAlg, digest: &[u8], signature: &[u8]) -> Result<(), String> {
         hash.check_digest(digest)?;
         match self {
             PublicKey::P256(k) => {
                 let sig = p256::ecdsa::Signature::from_der(signature)
                     .map_err(|_| "the signature is not an ASN.1 DER ECDSA signature".to_string())?;
-                k.verify_prehash(digest, &sig).map_err(|_| {
-                    format!(
-                        "the signature does not match this key and the {} digest of the message",
-                        hash.name()
-                    )
-                })
+                k.verify_prehash(digest, &sig).map_err(|_| mismatch(hash))
+            }
+            PublicKey::Rsa(k) => {
+                check_rsa_hash(hash)?;
+                k.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), digest, signature)
+                    .map_err(|_| mismatch(hash))
             }
         }
     }
+}
+
+/// RSA keys sign with RSA_PKCS1_SHA_256 only: KMS has no other PKCS#1 hash.
+pub fn check_rsa_hash(hash: HashAlg) -> Result<(), String> {
+    if hash != HashAlg::Sha256 {
+        return Err(format!(
+            "RSA keys in KMS sign SHA-256 digests only (RSA_PKCS1_SHA_256), not {}; use \
+             SHA-256 or an EC_P256 key",
+            hash.name()
+        ));
+    }
+    Ok(())
+}
+
+fn mismatch(hash: HashAlg) -> String {
+    format!(
+        "the signature does not match this key and the {} digest of the message",
+        hash.name()
+    )
 }
 
 /// Names the key type when it is one cosign cannot use, instead of a bare parse failure.
@@ -172,17 +211,16 @@ fn describe_unsupported_key(pem: &str) -> String {
         .decode(body)
         .unwrap_or_default();
     let contains = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
-    // OIDs as DER bytes: secp256k1 1.3.132.0.10, SM2 1.2.156.10197.1.301, rsaEncryption.
+    // OIDs as DER bytes: secp256k1 1.3.132.0.10, SM2 1.2.156.10197.1.301.
     if contains(&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]) {
-        "the key is EC_P256K (secp256k1), which cosign cannot verify; use an EC_P256 key".into()
+        "the key is EC_P256K (secp256k1), which is not supported by cosign; use an EC_P256 or \
+         RSA key"
+            .into()
     } else if contains(&[0x06, 0x08, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x01, 0x82, 0x2d]) {
-        "the key is EC_SM2, which cosign cannot verify; use an EC_P256 key".into()
-    } else if contains(&[
-        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-    ]) {
-        "the key is an RSA key, which this version of the plugin does not support yet; use an EC_P256 key".into()
+        "the key is EC_SM2, which is not supported by cosign; use an EC_P256 or RSA key".into()
     } else {
-        "KMS returned a public key that is not a PEM P-256 SubjectPublicKeyInfo".into()
+        "KMS returned a public key that is neither a P-256 nor an RSA PEM SubjectPublicKeyInfo"
+            .into()
     }
 }
 
@@ -253,12 +291,36 @@ mod tests {
     }
 
     #[test]
+    fn rsa_pkcs1_sha256_verifies_and_other_hashes_are_refused() {
+        use rsa::pkcs1v15::SigningKey as RsaSigningKey;
+        use rsa::signature::{SignatureEncoding, Signer};
+        let sk = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let pem = sk
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        let pk = PublicKey::from_pem(&pem).unwrap();
+        assert_eq!(pk.spec(), "RSA_2048");
+        assert_eq!(pk.to_pem(), pem);
+        let sig = RsaSigningKey::<sha2::Sha256>::new(sk).sign(b"msg").to_vec();
+        let digest = sha2::Sha256::digest(b"msg").to_vec();
+        pk.verify(HashAlg::Sha256, &digest, &sig).unwrap();
+        assert!(pk
+            .verify(HashAlg::Sha256, &sha2::Sha256::digest(b"msG"), &sig)
+            .is_err());
+        let e = pk
+            .verify(HashAlg::Sha512, &sha2::Sha512::digest(b"msg"), &sig)
+            .unwrap_err();
+        assert!(e.contains("SHA-256"), "{e}");
+    }
+
+    #[test]
     fn unsupported_keys_are_named() {
         // secp256k1 SPKI (generator point), built by hand.
         let k1 = "-----BEGIN PUBLIC KEY-----\nMFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEeb5mfvncu6xVoGKVzocLBwKb/NstzijZ\nWfKBWxb4F5hIOtp3JqPEZV2k+/wOEQio/Re0SKaFVBmcR9CP+xDUuA==\n-----END PUBLIC KEY-----\n";
         assert!(PublicKey::from_pem(k1).unwrap_err().contains("EC_P256K"));
         assert!(PublicKey::from_pem("garbage")
             .unwrap_err()
-            .contains("not a PEM"));
+            .contains("neither"));
     }
 }

@@ -337,6 +337,13 @@ pub struct SignResponse {
     pub value: String,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VerifyResponse {
+    /// Whether the signature is valid: a JSON boolean.
+    pub value: bool,
+}
+
 pub const PAGE_SIZE: u64 = 100;
 
 pub fn describe_key(key_id: &str) -> Call {
@@ -372,6 +379,27 @@ pub fn asymmetric_sign(key_id: &str, version: &str, algorithm: &str, digest_b64:
             ("KeyVersionId", version.into()),
             ("Algorithm", algorithm.into()),
             ("Digest", digest_b64),
+        ],
+    }
+}
+
+/// Note the field names: `Digest` is the digest, `Value` the signature (the older Go plugin
+/// swapped them).
+pub fn asymmetric_verify(
+    key_id: &str,
+    version: &str,
+    algorithm: &str,
+    digest_b64: String,
+    signature_b64: String,
+) -> Call {
+    Call {
+        action: "AsymmetricVerify",
+        params: vec![
+            ("KeyId", key_id.into()),
+            ("KeyVersionId", version.into()),
+            ("Algorithm", algorithm.into()),
+            ("Digest", digest_b64),
+            ("Value", signature_b64),
         ],
     }
 }

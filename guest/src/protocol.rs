@@ -351,7 +351,7 @@ mod tests {
                 "supportedAlgorithms" => {
                     assert_eq!(
                         v,
-                        json!({"supportedAlgorithms": {"supportedAlgorithms": ["EC_P256"]}})
+                        json!({"supportedAlgorithms": {"supportedAlgorithms": ["EC_P256", "RSA_2048", "RSA_3072"]}})
                     )
                 }
                 m => assert!(err(&v).contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{m}: {v}"),

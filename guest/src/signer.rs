@@ -3,7 +3,7 @@
 //! and turning KMS errors into advice a person can act on.
 
 use crate::credentials::{self, EnvLookup};
-use crate::crypto::{HashAlg, PublicKey};
+use crate::crypto::{check_rsa_hash, HashAlg, PublicKey};
 use crate::keyref::{self, KeyRef, KeySelector};
 use crate::kms::{self, Client, KmsError};
 use crate::transport::Transport;
@@ -13,15 +13,41 @@ use std::io::Read;
 
 pub const DEFAULT_ALGORITHM: &str = "EC_P256";
 
-/// Algorithms `createKey` accepts, with the KMS key spec each creates. The KMS names come
-/// first: they are what `supportedAlgorithms` lists.
+/// Algorithms `createKey` accepts, with the KMS key spec each creates: the KMS names (what
+/// `supportedAlgorithms` lists) and sigstore's names for the same keys.
 const ALGORITHMS: &[(&str, &str)] = &[
     ("EC_P256", "EC_P256"),
+    ("RSA_2048", "RSA_2048"),
+    ("RSA_3072", "RSA_3072"),
     ("ecdsa-sha2-256-nistp256", "EC_P256"),
+    ("rsa-sign-pkcs1-2048-sha256", "RSA_2048"),
+    ("rsa-sign-pkcs1-3072-sha256", "RSA_3072"),
 ];
 
 pub fn supported_algorithms() -> Vec<String> {
-    vec![DEFAULT_ALGORITHM.to_string()]
+    vec!["EC_P256".into(), "RSA_2048".into(), "RSA_3072".into()]
+}
+
+/// How a key signs, from its KMS key spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    EcP256,
+    Rsa,
+}
+
+impl Kind {
+    /// The KMS algorithm and the digest KMS is given for a digest computed with `hash`.
+    fn algorithm(self, hash: HashAlg, digest: &[u8]) -> Result<(&'static str, &[u8]), SignerError> {
+        match self {
+            // ECDSA uses the leftmost 256 bits of a longer digest (FIPS 186-4 §6.4): signing
+            // them with ECDSA_SHA_256 gives a standard ECDSA-P256 signature over that hash.
+            Kind::EcP256 => Ok(("ECDSA_SHA_256", &digest[..digest.len().min(32)])),
+            Kind::Rsa => {
+                check_rsa_hash(hash).map_err(SignerError::InvalidInput)?;
+                Ok(("RSA_PKCS1_SHA_256", digest))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,7 +111,8 @@ impl<'a> Signer<'a> {
     }
 
     /// Returns the key an alias names, creating key and alias when the alias is new, so
-    /// running `cosign generate-key-pair` twice gives the same key.
+    /// running `cosign generate-key-pair` twice gives the same key. Safe when several
+    /// processes race for the same new alias: the losers delete their keys and use the winner's.
     pub fn create_key(&self, key_ref: &str, algorithm: &str) -> Result<PublicKey, SignerError> {
         let spec = ALGORITHMS
             .iter()
@@ -113,11 +140,15 @@ impl<'a> Signer<'a> {
                 )))
             }
         };
-        match s.newest_version(&alias) {
-            Ok(version) => return s.public_key_of(&alias, &version),
-            Err(SignerError::Kms(e, _)) if e.code == "Forbidden.AliasNotFound" => {}
-            Err(e) => return Err(e),
+        match s
+            .client
+            .call::<kms::KeyMetadataResponse>(kms::describe_key(&alias))
+        {
+            Ok(existing) => return s.existing_key(&alias, existing.key_metadata, spec),
+            Err(e) if e.code() == Some("Forbidden.AliasNotFound") => {}
+            Err(e) => return Err(s.advise(e)),
         }
+        // KMS has no idempotency token on CreateKey: it is sent once, never retried blindly.
         let created: kms::KeyMetadataResponse = s
             .client
             .call(kms::create_key(spec, s.key.instance_id.as_deref()))
@@ -131,14 +162,17 @@ impl<'a> Signer<'a> {
             s.discard(&key_id);
             if e.code() == Some("AliasAlreadyExists") {
                 // Another process won the race for this alias; use its key.
-                let version = s.newest_version(&alias)?;
-                return s.public_key_of(&alias, &version);
+                let winner: kms::KeyMetadataResponse = s
+                    .client
+                    .call(kms::describe_key(&alias))
+                    .map_err(|e| s.advise(e))?;
+                return s.existing_key(&alias, winner.key_metadata, spec);
             }
             return Err(s.advise(e));
         }
         let version = match created.key_metadata.primary_key_version {
             v if !v.is_empty() => v,
-            _ => s.newest_version(&key_id)?,
+            _ => s.newest_version(&key_id, None)?,
         };
         s.public_key_of(&key_id, &version)
     }
@@ -158,15 +192,9 @@ impl<'a> Signer<'a> {
     ) -> Result<Vec<u8>, SignerError> {
         let s = self.session(key_ref)?;
         let digest = digest_of(message, hash)?;
-        let version = s.version(opts)?;
-        // EC_P256 signs the leftmost 256 bits of longer digests (FIPS 186-4 §6.4).
-        let kms_digest = &digest[..digest.len().min(32)];
-        let call = kms::asymmetric_sign(
-            s.key.key_id_param(),
-            &version,
-            "ECDSA_SHA_256",
-            base64::engine::general_purpose::STANDARD.encode(kms_digest),
-        );
+        let (meta, version) = s.describe_with_version(opts)?;
+        let (algorithm, kms_digest) = s.usable(&meta)?.algorithm(hash, &digest)?;
+        let call = kms::asymmetric_sign(&meta.key_id, &version, algorithm, b64(kms_digest));
         let answer: kms::SignResponse = s.client.call(call).map_err(|e| s.advise(e))?;
         base64::engine::general_purpose::STANDARD
             .decode(answer.value.trim())
@@ -177,6 +205,8 @@ impl<'a> Signer<'a> {
             })
     }
 
+    /// Checks a signature locally with the key's public key (what `cosign verify --key
+    /// cosign.pub` does too), or with AsymmetricVerify when `remote_verification` is set.
     pub fn verify(
         &self,
         key_ref: &str,
@@ -187,12 +217,35 @@ impl<'a> Signer<'a> {
     ) -> Result<(), SignerError> {
         let s = self.session(key_ref)?;
         let digest = digest_of(message, hash)?;
+        let invalid = |why: String| {
+            SignerError::VerificationFailed(format!("invalid signature for {}: {why}", s.key))
+        };
+        if opts.remote_verification {
+            let (meta, version) = s.describe_with_version(opts)?;
+            let (algorithm, kms_digest) = s.usable(&meta)?.algorithm(hash, &digest)?;
+            let call = kms::asymmetric_verify(
+                &meta.key_id,
+                &version,
+                algorithm,
+                b64(kms_digest),
+                b64(signature),
+            );
+            let answer: kms::VerifyResponse = s.client.call(call).map_err(|e| s.advise(e))?;
+            return match answer.value {
+                true => Ok(()),
+                false => Err(invalid(
+                    "KMS AsymmetricVerify answered that it does not match".into(),
+                )),
+            };
+        }
         let version = s.version(opts)?;
         let key = s.public_key_of(s.key.key_id_param(), &version)?;
-        key.verify(hash, &digest, signature).map_err(|why| {
-            SignerError::VerificationFailed(format!("invalid signature for {}: {why}", s.key))
-        })
+        key.verify(hash, &digest, signature).map_err(invalid)
     }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn digest_of(message: Message<'_>, hash: HashAlg) -> Result<Vec<u8>, SignerError> {
@@ -208,29 +261,69 @@ fn digest_of(message: Message<'_>, hash: HashAlg) -> Result<Vec<u8>, SignerError
 }
 
 impl Session<'_> {
-    /// The version to use: options, then the reference, then the newest.
+    /// An explicit version: the options', else the reference's.
+    fn explicit_version(&self, opts: &Options) -> Option<String> {
+        let from_opts = opts.key_version.as_deref().filter(|v| !v.is_empty());
+        from_opts.or(self.key.version()).map(str::to_string)
+    }
+
+    /// The version to use: explicit, else the newest.
     fn version(&self, opts: &Options) -> Result<String, SignerError> {
-        if let Some(v) = opts.key_version.as_deref().filter(|v| !v.is_empty()) {
-            return Ok(v.to_string());
-        }
-        match self.key.version() {
-            Some(v) => Ok(v.to_string()),
-            None => self.newest_version(self.key.key_id_param()),
+        match self.explicit_version(opts) {
+            Some(v) => Ok(v),
+            None => self.newest_version(self.key.key_id_param(), None),
         }
     }
 
-    /// The newest version by CreationDate, whatever order KMS lists them in.
-    fn newest_version(&self, key_id: &str) -> Result<String, SignerError> {
-        let mut newest: Option<kms::KeyVersion> = None;
-        for page in 1.. {
-            let resp: kms::ListKeyVersionsResponse = self
+    /// The key's metadata and the version to use. Both requests need only the reference, so
+    /// when the version must be looked up they go out together: one round trip.
+    fn describe_with_version(
+        &self,
+        opts: &Options,
+    ) -> Result<(kms::KeyMetadata, String), SignerError> {
+        let key_id = self.key.key_id_param();
+        if let Some(v) = self.explicit_version(opts) {
+            let meta: kms::KeyMetadataResponse = self
                 .client
-                .call(kms::list_key_versions(key_id, page))
+                .call(kms::describe_key(key_id))
                 .map_err(|e| self.advise(e))?;
-            let seen = page * kms::PAGE_SIZE;
+            return Ok((meta.key_metadata, v));
+        }
+        let mut answers = self
+            .client
+            .call_all(&[kms::describe_key(key_id), kms::list_key_versions(key_id, 1)]);
+        let versions = answers.pop().expect("two answers");
+        let meta = answers.pop().expect("two answers");
+        let meta: kms::KeyMetadataResponse = meta
+            .and_then(|v| kms::parse("DescribeKey", v))
+            .map_err(|e| self.advise(e))?;
+        let first: kms::ListKeyVersionsResponse = versions
+            .and_then(|v| kms::parse("ListKeyVersions", v))
+            .map_err(|e| self.advise(e))?;
+        // Later pages (more than 100 versions) are fetched by the real key id.
+        let version = self.newest_version(&meta.key_metadata.key_id, Some(first))?;
+        Ok((meta.key_metadata, version))
+    }
+
+    /// The newest version by CreationDate, whatever order KMS lists them in.
+    fn newest_version(
+        &self,
+        key_id: &str,
+        mut first_page: Option<kms::ListKeyVersionsResponse>,
+    ) -> Result<String, SignerError> {
+        let mut newest: Option<kms::KeyVersion> = None;
+        for page in 1u64.. {
+            let resp = match first_page.take() {
+                Some(p) => p,
+                None => self
+                    .client
+                    .call(kms::list_key_versions(key_id, page))
+                    .map_err(|e| self.advise(e))?,
+            };
             let total = resp.total_count;
             let versions = resp.versions();
-            let last_page = versions.is_empty() || seen >= total || page >= 50;
+            // Bounded: KMS allows 50 versions per key; a misbehaving endpoint cannot loop us.
+            let last_page = versions.is_empty() || page * kms::PAGE_SIZE >= total || page >= 10;
             for v in versions {
                 if newest
                     .as_ref()
@@ -249,6 +342,73 @@ impl Session<'_> {
                 self.key.endpoint
             ))
         })
+    }
+
+    /// Checks that a key can sign for cosign: asymmetric SIGN/VERIFY, enabled, a spec cosign
+    /// can verify.
+    fn usable(&self, meta: &kms::KeyMetadata) -> Result<Kind, SignerError> {
+        let key = &meta.key_id;
+        if !meta.key_usage.is_empty() && meta.key_usage != "SIGN/VERIFY" {
+            return Err(SignerError::InvalidInput(format!(
+                "key {key} ({}) has usage {}; cosign needs an asymmetric key with usage \
+                 SIGN/VERIFY",
+                self.key, meta.key_usage
+            )));
+        }
+        match meta.key_state.as_str() {
+            "Enabled" | "" => {}
+            "Disabled" => {
+                return Err(SignerError::InvalidInput(format!(
+                    "key {key} ({}) is Disabled; enable it in KMS to sign with it",
+                    self.key
+                )))
+            }
+            "PendingDeletion" => {
+                return Err(SignerError::InvalidInput(format!(
+                    "key {key} ({}) is PendingDeletion; cancel the deletion in KMS or use \
+                     another key",
+                    self.key
+                )))
+            }
+            other => {
+                return Err(SignerError::InvalidInput(format!(
+                    "key {key} ({}) is in state {other}; it must be Enabled to sign",
+                    self.key
+                )))
+            }
+        }
+        match meta.key_spec.as_str() {
+            "EC_P256" => Ok(Kind::EcP256),
+            "RSA_2048" | "RSA_3072" => Ok(Kind::Rsa),
+            "EC_P256K" | "EC_SM2" => Err(SignerError::InvalidInput(format!(
+                "key {key} is {}, which is not supported by cosign; use an EC_P256, RSA_2048 \
+                 or RSA_3072 key",
+                meta.key_spec
+            ))),
+            other => Err(SignerError::InvalidInput(format!(
+                "key {key} has key spec {other:?}, which cannot sign for cosign; use an \
+                 EC_P256, RSA_2048 or RSA_3072 key"
+            ))),
+        }
+    }
+
+    /// The key an existing alias names, if it is the kind that was asked for.
+    fn existing_key(
+        &self,
+        alias: &str,
+        meta: kms::KeyMetadata,
+        spec: &str,
+    ) -> Result<PublicKey, SignerError> {
+        self.usable(&meta)?;
+        if meta.key_spec != spec {
+            return Err(SignerError::InvalidInput(format!(
+                "{alias} already names key {} of spec {}, not {spec}; use that algorithm or \
+                 choose another alias",
+                meta.key_id, meta.key_spec
+            )));
+        }
+        let version = self.newest_version(&meta.key_id, None)?;
+        self.public_key_of(&meta.key_id, &version)
     }
 
     fn public_key_of(&self, key_id: &str, version: &str) -> Result<PublicKey, SignerError> {
@@ -410,6 +570,16 @@ mod tests {
                         j!({"Code": "Forbidden.AliasNotFound", "Message": "The specified Alias is not found.", "RequestId": "r"}),
                     ),
                 },
+                "DescribeKey" => match key_of(&p["KeyId"]) {
+                    Some(k) => json(
+                        200,
+                        j!({"KeyMetadata": {"KeyId": k, "KeySpec": "EC_P256", "KeyUsage": "SIGN/VERIFY", "KeyState": "Enabled"}}),
+                    ),
+                    None => json(
+                        404,
+                        j!({"Code": "Forbidden.AliasNotFound", "Message": "The specified Alias is not found.", "RequestId": "r"}),
+                    ),
+                },
                 "GetPublicKey" => json(
                     200,
                     j!({"PublicKey": sk.verifying_key().to_public_key_pem(LineEnding::LF).unwrap(), "KeyVersionId": p["KeyVersionId"]}),
@@ -425,6 +595,25 @@ mod tests {
                         200,
                         j!({"Value": base64::engine::general_purpose::STANDARD.encode(sig.as_bytes())}),
                     )
+                }
+                "AsymmetricVerify" => {
+                    let digest = base64::engine::general_purpose::STANDARD
+                        .decode(&p["Digest"])
+                        .unwrap();
+                    let sig = base64::engine::general_purpose::STANDARD
+                        .decode(&p["Value"])
+                        .unwrap();
+                    let ok = p256::ecdsa::Signature::from_der(&sig)
+                        .map(|sig| {
+                            p256::ecdsa::signature::hazmat::PrehashVerifier::verify_prehash(
+                                sk.verifying_key(),
+                                &digest,
+                                &sig,
+                            )
+                            .is_ok()
+                        })
+                        .unwrap_or(false);
+                    json(200, j!({"Value": ok}))
                 }
                 "CreateKey" => json(
                     200,
@@ -458,8 +647,16 @@ mod tests {
                 &Options::default(),
             )
             .unwrap();
-        assert_eq!(t.actions(), ["ListKeyVersions", "AsymmetricSign"]);
-        assert_eq!(params(&t.sent.borrow()[1])["KeyId"], "alias/cosign");
+        assert_eq!(
+            t.actions(),
+            ["DescribeKey", "ListKeyVersions", "AsymmetricSign"]
+        );
+        assert_eq!(
+            *t.round_trips.borrow(),
+            2,
+            "DescribeKey and ListKeyVersions go together"
+        );
+        assert_eq!(params(&t.sent.borrow()[2])["KeyId"], "key-1");
         s.verify(
             REF,
             Message::Stream(&mut &msg[..]),
@@ -478,6 +675,52 @@ mod tests {
         assert!(
             matches!(e, Err(SignerError::VerificationFailed(_))),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn remote_verification_sends_digest_and_signature_in_their_fields_and_reads_the_answer() {
+        let aliases = Rc::new(RefCell::new(HashMap::from([(
+            "alias/cosign".to_string(),
+            "key-1".to_string(),
+        )])));
+        let t = fake_kms(aliases);
+        let s = Signer::new(&t, &env);
+        let remote = Options {
+            remote_verification: true,
+            ..Options::default()
+        };
+        let digest = sha2::Sha256::digest(b"m").to_vec();
+        let sig = s
+            .sign(
+                REF,
+                Message::Digest(digest.clone()),
+                HashAlg::Sha256,
+                &remote,
+            )
+            .unwrap();
+        s.verify(
+            REF,
+            Message::Digest(digest.clone()),
+            HashAlg::Sha256,
+            &sig,
+            &remote,
+        )
+        .unwrap();
+        let sent = t.sent.borrow().last().cloned().unwrap();
+        assert_eq!(action(&sent), "AsymmetricVerify");
+        assert_eq!(
+            params(&sent)["Digest"],
+            base64::engine::general_purpose::STANDARD.encode(&digest)
+        );
+        drop(sent);
+        let other = sha2::Sha256::digest(b"n").to_vec();
+        let e = s
+            .verify(REF, Message::Digest(other), HashAlg::Sha256, &sig, &remote)
+            .unwrap_err();
+        assert!(
+            matches!(e, SignerError::VerificationFailed(ref m) if m.contains("AsymmetricVerify")),
+            "{e}"
         );
     }
 
@@ -535,17 +778,12 @@ mod tests {
         let first = s.create_key(REF, "EC_P256").unwrap();
         assert_eq!(
             t.actions(),
-            [
-                "ListKeyVersions",
-                "CreateKey",
-                "CreateAlias",
-                "GetPublicKey"
-            ]
+            ["DescribeKey", "CreateKey", "CreateAlias", "GetPublicKey"]
         );
         assert_eq!(aliases.borrow()["alias/cosign"], "key-new");
         let again = s.create_key(REF, "EC_P256").unwrap();
         assert_eq!(first.to_pem(), again.to_pem());
-        assert_eq!(t.actions().len(), 6, "{:?}", t.actions());
+        assert_eq!(t.actions().len(), 7, "{:?}", t.actions());
     }
 
     #[test]

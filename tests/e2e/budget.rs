@@ -20,12 +20,12 @@ fn algorithm_queries_touch_nothing() {
     );
     assert_eq!(
         r.ok("supportedAlgorithms")["supportedAlgorithms"],
-        json!(["EC_P256"])
+        json!(["EC_P256", "RSA_2048", "RSA_3072"])
     );
 }
 
 #[test]
-fn each_method_stays_within_its_request_budget_on_one_connection() {
+fn each_method_stays_within_its_request_and_connection_budget() {
     let emu = emulator();
     let env = env_for(&emu);
     let key = format!("{}//alias/budget", emu.endpoint());
@@ -36,7 +36,9 @@ fn each_method_stays_within_its_request_budget_on_one_connection() {
     assert_eq!(emu.stats().total_requests, 0);
     assert_eq!(emu.stats().tcp_connections, 0);
 
-    let measure = |what: &str, f: &dyn Fn() -> Run, max_requests: u64| {
+    // (what, run, most requests, most TCP connections): a second connection is allowed only
+    // where two requests go out at once (DescribeKey with ListKeyVersions).
+    let measure = |what: &str, f: &dyn Fn() -> Run, max_requests: u64, max_connections: u64| {
         emu.reset_stats();
         let r = f();
         assert!(
@@ -51,9 +53,10 @@ fn each_method_stays_within_its_request_budget_on_one_connection() {
             s.total_requests,
             s.requests_per_action
         );
-        assert_eq!(
-            s.tcp_connections, 1,
-            "{what}: one TLS connection for all its requests"
+        assert!(
+            (1..=max_connections).contains(&s.tcp_connections),
+            "{what}: {} TCP connections",
+            s.tcp_connections
         );
         r
     };
@@ -61,14 +64,21 @@ fn each_method_stays_within_its_request_budget_on_one_connection() {
         "createKey (new alias)",
         &|| create_key(&env, &key, "EC_P256"),
         4,
+        1,
     );
     measure(
         "createKey (existing alias)",
         &|| create_key(&env, &key, "EC_P256"),
         4,
+        1,
     );
-    measure("publicKey", &|| public_key(&env, &key), 2);
-    let signed = measure("signMessage", &|| sign_message(&env, &key, b"payload"), 2);
+    measure("publicKey", &|| public_key(&env, &key), 2, 1);
+    let signed = measure(
+        "signMessage",
+        &|| sign_message(&env, &key, b"payload"),
+        3,
+        2,
+    );
     let sig = unb64(
         signed.response["signMessage"]["signature"]
             .as_str()
@@ -78,5 +88,6 @@ fn each_method_stays_within_its_request_budget_on_one_connection() {
         "verifySignature",
         &|| verify_signature(&env, &key, b"payload", &sig),
         2,
+        1,
     );
 }

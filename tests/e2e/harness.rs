@@ -168,18 +168,75 @@ pub fn public_key(env: &[(String, String)], key_ref: &str) -> Run {
     )
 }
 
+/// What a sign or verify call covers: the message on stdin, or a digest in the JSON.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    Message(&'a [u8]),
+    Digest(&'a [u8]),
+}
+
+/// Per-call options, as cosign's rpcOptions carry them.
+#[derive(Clone, Default)]
+pub struct Opts {
+    pub key_version: String,
+    pub remote: bool,
+}
+
+/// signMessage or verifySignature (`signature: Some`) with Go's crypto.Hash number `hash`,
+/// encoded as cosign's client does: hashFunc in initOptions and, with a digest, in
+/// messageOptions too.
+pub fn sign_or_verify(
+    env: &[(String, String)],
+    key_ref: &str,
+    input: Input<'_>,
+    hash: u64,
+    signature: Option<&[u8]>,
+    opts: &Opts,
+) -> Run {
+    let rpc = json!({"keyVersion": opts.key_version, "remoteVerification": opts.remote});
+    let (message_options, stdin) = match input {
+        Input::Message(m) => (json!({"digest": null}), m),
+        Input::Digest(d) => (json!({"digest": b64(d), "hashFunc": hash}), &b""[..]),
+    };
+    let call_options = json!({"rpcOptions": rpc, "messageOptions": message_options});
+    let (method, body) = match signature {
+        None => ("signMessage", json!({"signOptions": call_options})),
+        Some(sig) => (
+            "verifySignature",
+            json!({"signature": b64(sig), "verifyOptions": call_options}),
+        ),
+    };
+    run_raw(env, &["v1", &request(key_ref, method, body, hash)], stdin)
+}
+
+/// The signature bytes of a successful signMessage.
+pub fn signature_of(run: &Run) -> Vec<u8> {
+    unb64(
+        run.ok("signMessage")["signature"]
+            .as_str()
+            .expect("signature"),
+    )
+}
+
 pub fn sign_message(env: &[(String, String)], key_ref: &str, message: &[u8]) -> Run {
-    let body = json!({"signOptions": {"rpcOptions": rpc(), "messageOptions": {"digest": null}}});
-    call(env, key_ref, "signMessage", body, message)
+    sign_or_verify(
+        env,
+        key_ref,
+        Input::Message(message),
+        5,
+        None,
+        &Opts::default(),
+    )
 }
 
 pub fn sign_digest(env: &[(String, String)], key_ref: &str, digest: &[u8], hash_func: u64) -> Run {
-    let body = json!({"signOptions": {"rpcOptions": rpc(),
-        "messageOptions": {"digest": b64(digest), "hashFunc": hash_func}}});
-    run_raw(
+    sign_or_verify(
         env,
-        &["v1", &request(key_ref, "signMessage", body, hash_func)],
-        b"",
+        key_ref,
+        Input::Digest(digest),
+        hash_func,
+        None,
+        &Opts::default(),
     )
 }
 
@@ -189,9 +246,14 @@ pub fn verify_signature(
     message: &[u8],
     signature: &[u8],
 ) -> Run {
-    let body = json!({"signature": b64(signature),
-        "verifyOptions": {"rpcOptions": rpc(), "messageOptions": {"digest": null}}});
-    call(env, key_ref, "verifySignature", body, message)
+    sign_or_verify(
+        env,
+        key_ref,
+        Input::Message(message),
+        5,
+        Some(signature),
+        &Opts::default(),
+    )
 }
 
 /// The PEM text inside a createKey/publicKey answer.

@@ -7,3 +7,4 @@ mod harness;
 mod budget;
 mod errors;
 mod flow;
+mod keys;
