@@ -3,4 +3,4 @@
 # drives the real plugin binary against the emulator.
 set -euo pipefail
 cd "$(dirname "$0")"
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --no-fail-fast "$@"

@@ -92,9 +92,9 @@ type Provider<'a> = (
     &'a dyn Fn() -> Result<Found, CredentialsError>,
 );
 
-/// Walks the chain and returns the first credentials found.
+/// Walks the chain in the official order and returns the first credentials found.
 pub fn resolve(env: EnvLookup<'_>) -> Result<Credentials, CredentialsError> {
-    let providers: [Provider<'_>; 2] = [
+    let providers: [Provider<'_>; 4] = [
         ("environment", &|| {
             env_keys(
                 env,
@@ -111,19 +111,229 @@ pub fn resolve(env: EnvLookup<'_>) -> Result<Credentials, CredentialsError> {
                 "ALICLOUD_ACCESS_KEY_STS_TOKEN",
             )
         }),
+        ("Aliyun CLI profile", &|| cli_profile(env)),
+        ("credentials file", &|| credentials_file(env)),
     ];
     let mut skipped = Vec::new();
     for (name, provider) in providers {
-        match provider()? {
-            Found::Yes(c) => return Ok(c),
-            Found::Skipped(why) => skipped.push(format!("{name}: {why}")),
+        match provider() {
+            Ok(Found::Yes(c)) => return Ok(c),
+            Ok(Found::Skipped(why)) => skipped.push(format!("{name}: {why}")),
+            // An unusable source does not hide the ones after it (as in the official chain),
+            // but its reason is reported if nothing else works.
+            Err(CredentialsError(why)) => skipped.push(format!("{name}: {why}")),
         }
     }
     Err(CredentialsError(format!(
         "no Alibaba Cloud credentials were found; tried {}. Set ALIBABA_CLOUD_ACCESS_KEY_ID and \
-         ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for an STS token)",
+         ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for an STS token), \
+         or configure a profile with `aliyun configure`",
         skipped.join("; ")
     )))
+}
+
+/// Credential files are small; a larger one is not a credential file.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a credential file named by `var` (the host grants its directory read-only and sets
+/// `var` to the path inside the sandbox). `None` when the variable is unset: no such file.
+fn read_named_file(
+    env: EnvLookup<'_>,
+    variable: &str,
+) -> Result<Option<(String, String)>, CredentialsError> {
+    let Some(path) = var(env, variable) else {
+        return Ok(None);
+    };
+    let fail = |e: std::io::Error| CredentialsError(format!("cannot read {variable}={path}: {e}"));
+    let file = std::fs::File::open(&path).map_err(fail)?;
+    let mut text = String::new();
+    use std::io::Read;
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(fail)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(CredentialsError(format!(
+            "{variable}={path} is larger than 1 MiB"
+        )));
+    }
+    Ok(Some((path, text)))
+}
+
+/// The profile a file-based source uses: `ALIBABA_CLOUD_PROFILE`, else `fallback`.
+fn profile_name(env: EnvLookup<'_>, fallback: &str) -> String {
+    var(env, "ALIBABA_CLOUD_PROFILE").unwrap_or_else(|| fallback.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct CliConfig {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    profiles: Vec<CliProfile>,
+}
+
+#[derive(serde::Deserialize)]
+struct CliProfile {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    access_key_id: String,
+    #[serde(default)]
+    access_key_secret: String,
+    #[serde(default)]
+    sts_token: String,
+}
+
+/// `~/.aliyun/config.json`, as written by `aliyun configure`.
+fn cli_profile(env: EnvLookup<'_>) -> Result<Found, CredentialsError> {
+    const VAR: &str = "ALIBABA_CLOUD_CONFIG_FILE";
+    if var(env, "ALIBABA_CLOUD_CLI_PROFILE_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Ok(Found::Skipped(
+            "disabled by ALIBABA_CLOUD_CLI_PROFILE_DISABLED".into(),
+        ));
+    }
+    let Some((path, text)) = read_named_file(env, VAR)? else {
+        return Ok(Found::Skipped(format!(
+            "no ~/.aliyun/config.json and {VAR} is not set"
+        )));
+    };
+    let config: CliConfig = serde_json::from_str(&text).map_err(|e| {
+        CredentialsError(format!(
+            "{VAR}={path} is not a valid Aliyun CLI config: {e}"
+        ))
+    })?;
+    let name = profile_name(env, &config.current);
+    let profile = config
+        .profiles
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| {
+            CredentialsError(format!(
+                "{path} has no profile {name:?} (chosen by {}); profiles: {}",
+                if var(env, "ALIBABA_CLOUD_PROFILE").is_some() {
+                    "ALIBABA_CLOUD_PROFILE"
+                } else {
+                    "its \"current\" field"
+                },
+                config
+                    .profiles
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let source = format!(
+        "Aliyun CLI profile {name:?} in {path} (mode {})",
+        profile.mode
+    );
+    let token = match profile.mode.as_str() {
+        "AK" => None,
+        "StsToken" => Some(profile.sts_token.clone()).filter(|t| !t.is_empty()).map(Some).ok_or_else(|| {
+            CredentialsError(format!("{source} has no sts_token"))
+        })?,
+        other => {
+            return Err(CredentialsError(format!(
+                "profile {name:?} in {path} uses mode {other:?}, which this plugin does not support \
+                 yet (supported: AK, StsToken); set ALIBABA_CLOUD_ACCESS_KEY_ID and \
+                 ALIBABA_CLOUD_ACCESS_KEY_SECRET or choose another profile with ALIBABA_CLOUD_PROFILE"
+            )))
+        }
+    };
+    keys_from(
+        &source,
+        &profile.access_key_id,
+        &profile.access_key_secret,
+        token,
+    )
+}
+
+fn keys_from(
+    source: &str,
+    id: &str,
+    secret: &str,
+    token: Option<String>,
+) -> Result<Found, CredentialsError> {
+    if id.trim().is_empty() || secret.trim().is_empty() {
+        return Err(CredentialsError(format!(
+            "{source} has no access_key_id or no access_key_secret"
+        )));
+    }
+    Ok(Found::Yes(Credentials {
+        access_key_id: id.trim().to_string(),
+        access_key_secret: secret.trim().to_string(),
+        security_token: token.map(|t| t.trim().to_string()),
+        source: source.to_string(),
+    }))
+}
+
+/// `~/.alibabacloud/credentials`: an INI file with one section per profile.
+fn credentials_file(env: EnvLookup<'_>) -> Result<Found, CredentialsError> {
+    const VAR: &str = "ALIBABA_CLOUD_CREDENTIALS_FILE";
+    let Some((path, text)) = read_named_file(env, VAR)? else {
+        return Ok(Found::Skipped(format!(
+            "no ~/.alibabacloud/credentials and {VAR} is not set"
+        )));
+    };
+    let name = profile_name(env, "default");
+    let Some(section) = ini_section(&text, &name) else {
+        return Ok(Found::Skipped(format!("{path} has no section [{name}]")));
+    };
+    let get = |k: &str| {
+        section
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    let source = format!("credentials file {path} [{name}]");
+    match get("type") {
+        "access_key" => keys_from(
+            &source,
+            get("access_key_id"),
+            get("access_key_secret"),
+            None,
+        ),
+        "" => Err(CredentialsError(format!(
+            "{source} has no type (expected type = access_key)"
+        ))),
+        other => Err(CredentialsError(format!(
+            "{source} has type {other:?}, which this plugin does not support yet (supported: \
+             access_key)"
+        ))),
+    }
+}
+
+/// The `key = value` pairs of one `[section]`; `#`/`;` start comments, quotes are stripped.
+fn ini_section(text: &str, wanted: &str) -> Option<Vec<(String, String)>> {
+    let mut current: Option<&str> = None;
+    let mut found: Option<Vec<(String, String)>> = None;
+    for line in text.lines() {
+        let line = line.split(['#', ';']).next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name.trim());
+            if name.trim() == wanted {
+                found.get_or_insert_with(Vec::new);
+            }
+            continue;
+        }
+        if current == Some(wanted) {
+            if let Some((k, v)) = line.split_once('=') {
+                let v = v.trim().trim_matches('"').trim_matches('\'');
+                found
+                    .get_or_insert_with(Vec::new)
+                    .push((k.trim().to_string(), v.to_string()));
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -184,6 +394,115 @@ mod tests {
             err.contains("environment:") && err.contains("legacy"),
             "{err}"
         );
+    }
+
+    fn temp_file(name: &str, text: &str) -> String {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cred-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    const CLI: &str = r#"{"current":"dev","profiles":[
+        {"name":"dev","mode":"AK","access_key_id":"cli-id","access_key_secret":"cli-secret"},
+        {"name":"sts","mode":"StsToken","access_key_id":"STS.x","access_key_secret":"s","sts_token":"t"},
+        {"name":"role","mode":"RamRoleArn","access_key_id":"a","access_key_secret":"b","ram_role_arn":"acs:ram::1:role/r"}]}"#;
+
+    #[test]
+    fn reads_the_aliyun_cli_profile_named_by_current_or_the_variable() {
+        let path = temp_file("config.json", CLI);
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &path)])).unwrap();
+        assert_eq!(c.access_key_id, "cli-id");
+        assert!(
+            c.source.contains("\"dev\"") && c.source.contains("mode AK"),
+            "{}",
+            c.source
+        );
+        let c = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_PROFILE", "sts"),
+        ]))
+        .unwrap();
+        assert_eq!(c.security_token.as_deref(), Some("t"));
+        // The environment comes first.
+        let c = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "env-id"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret"),
+        ]))
+        .unwrap();
+        assert_eq!(c.access_key_id, "env-id");
+    }
+
+    #[test]
+    fn an_unsupported_mode_is_named() {
+        let path = temp_file("config.json", CLI);
+        let e = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_PROFILE", "role"),
+        ]))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("RamRoleArn"), "{e}");
+        let e = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_PROFILE", "nope"),
+        ]))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("no profile \"nope\"") && e.contains("dev, sts, role"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reads_the_credentials_file_after_the_cli_profile() {
+        let ini = temp_file("credentials", "# comment\n[default]\ntype = access_key\naccess_key_id = \"ini-id\"\naccess_key_secret = ini-secret ; note\n[other]\ntype = ecs_ram_role\n");
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini)])).unwrap();
+        assert_eq!(
+            (c.access_key_id.as_str(), c.access_key_secret.as_str()),
+            ("ini-id", "ini-secret")
+        );
+        let cli = temp_file("config.json", CLI);
+        let c = resolve(&env(&[
+            ("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini),
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.access_key_id, "cli-id",
+            "the CLI profile comes before the credentials file"
+        );
+        let e = resolve(&env(&[
+            ("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini),
+            ("ALIBABA_CLOUD_PROFILE", "other"),
+        ]))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("ecs_ram_role"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_and_malformed_files_are_clear_errors() {
+        let e = resolve(&env(&[(
+            "ALIBABA_CLOUD_CONFIG_FILE",
+            "/nonexistent/config.json",
+        )]))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("cannot read ALIBABA_CLOUD_CONFIG_FILE=/nonexistent/config.json"),
+            "{e}"
+        );
+        let bad = temp_file("bad.json", "{not json");
+        let e = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &bad)]))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("not a valid Aliyun CLI config"), "{e}");
     }
 
     #[test]

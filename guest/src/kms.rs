@@ -5,15 +5,16 @@
 
 use crate::acs3;
 use crate::credentials::Credentials;
+use crate::retry::{self, Clock, Deadline, RealClock};
 use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::fmt;
+use std::num::NonZeroI32;
 use std::time::{Duration, SystemTime};
 
 const API_VERSION: &str = "2016-01-20";
 const USER_AGENT: &str = concat!("sigstore-kms-alibabakms/", env!("CARGO_PKG_VERSION"));
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An error answer from the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,10 @@ pub struct KmsError {
     pub code: String,
     pub message: String,
     pub request_id: String,
+    /// For `InvalidTimeStamp.Expired`: how far the local clock is ahead of the service's
+    /// (negative: behind), from the request's `x-acs-date` and the answer's `Date` header.
+    /// (`NonZero` keeps the error small; no skew needs no report.)
+    pub clock_skew_secs: Option<NonZeroI32>,
 }
 
 impl fmt::Display for KmsError {
@@ -52,6 +57,13 @@ pub enum Error {
         action: &'static str,
         detail: String,
     },
+    /// The call's deadline passed (or had passed) before KMS answered.
+    Deadline {
+        /// `deadline …` or `time limit of …`.
+        label: String,
+        action: &'static str,
+        authority: String,
+    },
 }
 
 impl Error {
@@ -74,6 +86,14 @@ impl fmt::Display for Error {
                     "KMS {action} returned an answer that could not be read: {detail}"
                 )
             }
+            Error::Deadline {
+                label,
+                action,
+                authority,
+            } => write!(
+                f,
+                "{label} passed while waiting for KMS {action} at {authority}"
+            ),
         }
     }
 }
@@ -88,15 +108,27 @@ pub struct Client<'a> {
     transport: &'a dyn Transport,
     endpoint: String,
     credentials: Credentials,
+    clock: &'a dyn Clock,
+    deadline: Deadline,
 }
 
 impl<'a> Client<'a> {
+    /// A client bound by the current deadline ([`retry::with_deadline`]).
     pub fn new(transport: &'a dyn Transport, endpoint: &str, credentials: Credentials) -> Self {
         Client {
             transport,
             endpoint: endpoint.to_string(),
             credentials,
+            clock: &RealClock,
+            deadline: retry::current(SystemTime::now()),
         }
+    }
+
+    /// The same client on another clock and deadline (unit tests).
+    pub fn with_clock(mut self, clock: &'a dyn Clock, deadline: Deadline) -> Self {
+        self.clock = clock;
+        self.deadline = deadline;
+        self
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -152,23 +184,91 @@ impl<'a> Client<'a> {
             path_and_query: format!("/?{}", acs3::canonical_query(&query)),
             headers,
             body: Vec::new(),
-            timeout: Some(REQUEST_TIMEOUT),
+            timeout: Some(retry::REQUEST_CAP),
         }
     }
 
-    /// Sends calls concurrently (one round trip) and decodes each answer.
+    /// Sends calls concurrently (one round trip) and decodes each answer. Transient failures
+    /// are sent again, re-signed, after a backoff (see [`retry`]); nothing waits past the
+    /// deadline.
     pub fn call_all(&self, calls: &[Call]) -> Vec<Result<serde_json::Value, Error>> {
-        let now = SystemTime::now();
-        let requests = calls
-            .iter()
-            .map(|c| self.request(c, now, &new_nonce()))
-            .collect();
-        self.transport
-            .send_all(requests)
+        let mut results: Vec<Option<Result<serde_json::Value, Error>>> = vec![None; calls.len()];
+        let mut pending: Vec<usize> = (0..calls.len()).collect();
+        let mut attempt = 0u32;
+        while !pending.is_empty() {
+            let now = self.clock.now();
+            let remaining = self.deadline.remaining(now);
+            if remaining.is_zero() {
+                for &i in &pending {
+                    results[i] = Some(Err(self.deadline_error(&calls[i])));
+                }
+                break;
+            }
+            // The deadline bounds the request itself when it is nearer than the cap.
+            let timeout = remaining.min(retry::REQUEST_CAP);
+            let requests = pending
+                .iter()
+                .map(|&i| {
+                    let mut r = self.request(&calls[i], now, &new_nonce());
+                    r.timeout = Some(timeout);
+                    r
+                })
+                .collect();
+            let outcomes = self.transport.send_all(requests);
+            attempt += 1;
+            let mut again = Vec::new();
+            let mut wait = Duration::ZERO;
+            for (&i, outcome) in pending.iter().zip(outcomes) {
+                let call = &calls[i];
+                let (result, retryable) = match outcome {
+                    Err(TransportError::Timeout { .. })
+                        if self.deadline.remaining(self.clock.now()) <= MIN_ATTEMPT_TIME =>
+                    {
+                        (Err(self.deadline_error(call)), false)
+                    }
+                    Err(e) => {
+                        let r = retry::retryable_transport(call.action, &e);
+                        (Err(Error::Transport(e)), r)
+                    }
+                    Ok(resp) => {
+                        if let Some(w) = retry::rate_limit_wait(&resp) {
+                            wait = wait.max(w);
+                        }
+                        let result = decode(call.action, resp, now);
+                        let r = matches!(&result, Err(Error::Kms(e))
+                            if retry::retryable_code(call.action, e.http_status, &e.code));
+                        (result, r)
+                    }
+                };
+                if retryable && attempt < retry::MAX_ATTEMPTS {
+                    again.push(i);
+                }
+                results[i] = Some(result);
+            }
+            if again.is_empty() {
+                break;
+            }
+            let delay = retry::backoff(attempt - 1, retry::random_u64()).max(wait);
+            // Retry only when there is time left to wait and to send once more; otherwise
+            // the last answer stands.
+            if self.deadline.remaining(self.clock.now()) <= delay + MIN_ATTEMPT_TIME {
+                break;
+            }
+            self.clock.sleep(delay);
+            pending = again;
+        }
+        results
             .into_iter()
-            .zip(calls)
-            .map(|(outcome, call)| decode(call.action, outcome.map_err(Error::Transport)?))
+            .map(|r| r.expect("every call has an outcome"))
             .collect()
+    }
+
+    fn deadline_error(&self, call: &Call) -> Error {
+        Error::Deadline {
+            label: self.deadline.label.clone(),
+            action: call.action,
+            authority: self.endpoint.clone(),
+        }
     }
 
     pub fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T, Error> {
@@ -188,7 +288,14 @@ pub fn parse<T: DeserializeOwned>(
     })
 }
 
-fn decode(action: &'static str, resp: HttpResponse) -> Result<serde_json::Value, Error> {
+/// A retry is not worth starting with less time than this left.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
+
+fn decode(
+    action: &'static str,
+    resp: HttpResponse,
+    sent_at: SystemTime,
+) -> Result<serde_json::Value, Error> {
     let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
     if (200..300).contains(&resp.status) {
         return json.ok_or_else(|| Error::BadResponse {
@@ -216,13 +323,31 @@ fn decode(action: &'static str, resp: HttpResponse) -> Result<serde_json::Value,
     }
     // Bound what a misbehaving endpoint can push into our error message.
     let message: String = field("Message").chars().take(500).collect();
+    let clock_skew_secs = if code == "InvalidTimeStamp.Expired" {
+        clock_skew(sent_at, resp.header("date"))
+    } else {
+        None
+    };
     Err(Error::Kms(KmsError {
         action,
         http_status: resp.status,
         code,
         message,
         request_id,
+        clock_skew_secs,
     }))
+}
+
+/// Local time of the request (whole seconds, as `x-acs-date` carries) minus the service's
+/// time from the answer's `Date` header.
+fn clock_skew(sent_at: SystemTime, date: Option<&str>) -> Option<NonZeroI32> {
+    let server = crate::rfc3339::parse_http_date(date?)?;
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    };
+    NonZeroI32::new(i32::try_from(secs(sent_at) - secs(server)).ok()?)
 }
 
 /// 32 lower-case hex characters, unique per request (a reused nonce is rejected as a replay).
@@ -577,5 +702,238 @@ mod tests {
             .call::<KeyMetadataResponse>(describe_key("k"))
             .unwrap_err();
         assert_eq!(e.code(), Some("HTTP502"));
+    }
+
+    // ---- retries and deadlines ---------------------------------------------------------
+
+    use crate::retry::{Clock, Deadline};
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    /// A clock that only moves when slept on (or told to).
+    struct FakeClock {
+        now: Cell<SystemTime>,
+        slept: RefCell<Vec<Duration>>,
+    }
+
+    impl FakeClock {
+        fn new() -> Rc<Self> {
+            Rc::new(FakeClock {
+                now: Cell::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200)),
+                slept: RefCell::new(Vec::new()),
+            })
+        }
+        fn advance(&self, d: Duration) {
+            self.now.set(self.now.get() + d);
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> SystemTime {
+            self.now.get()
+        }
+        fn sleep(&self, d: Duration) {
+            self.slept.borrow_mut().push(d);
+            self.advance(d);
+        }
+    }
+
+    fn in_secs(clock: &FakeClock, secs: u64) -> Deadline {
+        Deadline::ctx(clock.now() + Duration::from_secs(secs), "D")
+    }
+
+    fn kms_error(status: u16, code: &str) -> Result<HttpResponse, TransportError> {
+        json(
+            status,
+            serde_json::json!({"Code": code, "Message": "m", "RequestId": "r"}),
+        )
+    }
+
+    fn throttled(time_left_ms: u64) -> Result<HttpResponse, TransportError> {
+        let mut r = kms_error(429, "Rejected.Throttling")?;
+        r.headers.push((
+            "x-ratelimit-user-api".into(),
+            format!("Limit:1,Remain:0,TimeLeft:{time_left_ms},Reset:1"),
+        ));
+        Ok(r)
+    }
+
+    /// Answers from a script, one entry per request, then `{}`.
+    fn scripted(script: Vec<Result<HttpResponse, TransportError>>) -> MockTransport {
+        let script = RefCell::new(script.into_iter());
+        MockTransport::new(move |_| {
+            script
+                .borrow_mut()
+                .next()
+                .unwrap_or_else(|| json(200, serde_json::json!({"Value": "sig"})))
+        })
+    }
+
+    fn header<'r>(r: &'r HttpRequest, name: &str) -> &'r str {
+        &r.headers.iter().find(|(k, _)| k == name).unwrap().1
+    }
+
+    #[test]
+    fn throttling_is_retried_re_signed_with_fresh_nonces() {
+        let clock = FakeClock::new();
+        let t = scripted(vec![
+            throttled(10),
+            kms_error(503, "ServiceUnavailableTemporary"),
+        ]);
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 60));
+        let v: SignResponse = c
+            .call(asymmetric_sign("k", "v", "ECDSA_SHA_256", "AA==".into()))
+            .unwrap();
+        assert_eq!(v.value, "sig");
+        let sent = t.sent.borrow();
+        assert_eq!(sent.len(), 3);
+        let nonces: std::collections::HashSet<_> = sent
+            .iter()
+            .map(|r| header(r, "x-acs-signature-nonce"))
+            .collect();
+        assert_eq!(nonces.len(), 3);
+        let slept = clock.slept.borrow();
+        assert_eq!(slept.len(), 2);
+        assert!(slept[0] >= Duration::from_millis(10) && slept[0] <= retry::BACKOFF_BASE);
+        assert!(slept[1] <= retry::BACKOFF_BASE * 2);
+    }
+
+    #[test]
+    fn time_left_is_the_least_wait() {
+        let clock = FakeClock::new();
+        let t = scripted(vec![throttled(3_000)]);
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 60));
+        c.call::<serde_json::Value>(describe_key("k")).unwrap();
+        assert_eq!(t.sent.borrow().len(), 2);
+        assert!(clock.slept.borrow()[0] >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn at_most_four_attempts_then_the_last_error() {
+        let clock = FakeClock::new();
+        let t = MockTransport::new(|_| kms_error(500, "InternalFailure"));
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 60));
+        let e = c.call::<serde_json::Value>(describe_key("k")).unwrap_err();
+        assert_eq!(e.code(), Some("InternalFailure"));
+        assert_eq!(t.sent.borrow().len(), retry::MAX_ATTEMPTS as usize);
+    }
+
+    #[test]
+    fn final_errors_and_create_key_are_sent_once() {
+        for (call, status, code) in [
+            (describe_key("k"), 400, "InvalidParameter"),
+            (describe_key("k"), 404, "Forbidden.AliasNotFound"),
+            (create_key("EC_P256", None), 500, "InternalFailure"),
+            (create_key("EC_P256", None), 429, "Rejected.Throttling"),
+        ] {
+            let clock = FakeClock::new();
+            let t = MockTransport::new(move |_| kms_error(status, code));
+            let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+                .with_clock(&*clock, in_secs(&clock, 60));
+            let e = c.call::<serde_json::Value>(call).unwrap_err();
+            assert_eq!(e.code(), Some(code));
+            assert_eq!(t.sent.borrow().len(), 1, "{code}");
+            assert!(clock.slept.borrow().is_empty());
+        }
+        // A broken connection is retried, except for CreateKey.
+        let reset = || TransportError::Other {
+            authority: "h".into(),
+            detail: "ConnectionTerminated".into(),
+        };
+        let clock = FakeClock::new();
+        let t = scripted(vec![Err(reset())]);
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 60));
+        c.call::<serde_json::Value>(describe_key("k")).unwrap();
+        assert_eq!(t.sent.borrow().len(), 2);
+        let t = scripted(vec![Err(reset())]);
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 60));
+        assert!(c
+            .call::<serde_json::Value>(create_key("EC_P256", None))
+            .is_err());
+        assert_eq!(t.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn retries_stop_at_the_deadline() {
+        let clock = FakeClock::new();
+        // KMS asks for 2 s; only 1 s is left: the throttling error stands, nothing waits.
+        let t = MockTransport::new(|_| throttled(2_000));
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 1));
+        let e = c.call::<serde_json::Value>(describe_key("k")).unwrap_err();
+        assert_eq!(e.code(), Some("Rejected.Throttling"));
+        assert_eq!(t.sent.borrow().len(), 1);
+        assert!(clock.slept.borrow().is_empty());
+    }
+
+    #[test]
+    fn requests_are_bounded_by_the_deadline() {
+        let clock = FakeClock::new();
+        let deadline = in_secs(&clock, 3);
+        let at = deadline.at;
+        let c2 = clock.clone();
+        // The endpoint never answers: the host's timeout ends the request at the deadline.
+        let t = MockTransport::new(move |r| {
+            c2.now.set(at);
+            assert_eq!(r.timeout, Some(Duration::from_millis(2_850)));
+            Err(TransportError::Timeout {
+                authority: r.authority.clone(),
+            })
+        });
+        let c =
+            Client::new(&t, "kms.example.aliyuncs.com", creds(None)).with_clock(&*clock, deadline);
+        let e = c
+            .call::<serde_json::Value>(asymmetric_sign("k", "v", "A", "AA==".into()))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "deadline D passed while waiting for KMS AsymmetricSign at kms.example.aliyuncs.com"
+        );
+        assert_eq!(t.sent.borrow().len(), 1);
+        // A far deadline leaves the normal cap.
+        let clock = FakeClock::new();
+        let t = MockTransport::new(|r| {
+            assert_eq!(r.timeout, Some(retry::REQUEST_CAP));
+            json(200, serde_json::json!({}))
+        });
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 600));
+        c.call::<serde_json::Value>(describe_key("k")).unwrap();
+    }
+
+    #[test]
+    fn a_passed_deadline_sends_nothing() {
+        let clock = FakeClock::new();
+        let t = MockTransport::new(|_| unreachable!());
+        let deadline = Deadline::ctx(clock.now(), "D");
+        let c =
+            Client::new(&t, "kms.example.aliyuncs.com", creds(None)).with_clock(&*clock, deadline);
+        let e = c.call::<serde_json::Value>(describe_key("k")).unwrap_err();
+        assert!(matches!(e, Error::Deadline { .. }), "{e}");
+        assert!(t.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn expired_timestamps_report_the_skew() {
+        let clock = FakeClock::new();
+        // The service's clock is 20 minutes ahead of ours.
+        let t = MockTransport::new(|_| {
+            let mut r = kms_error(400, "InvalidTimeStamp.Expired")?;
+            r.headers
+                .push(("Date".into(), "Mon, 01 Jan 2024 00:20:00 GMT".into()));
+            Ok(r)
+        });
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None))
+            .with_clock(&*clock, in_secs(&clock, 60));
+        match c.call::<serde_json::Value>(describe_key("k")).unwrap_err() {
+            Error::Kms(e) => assert_eq!(e.clock_skew_secs, NonZeroI32::new(-1200)),
+            other => panic!("{other}"),
+        }
+        assert_eq!(t.sent.borrow().len(), 1);
     }
 }

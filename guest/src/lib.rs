@@ -12,6 +12,8 @@ pub mod crypto;
 pub mod keyref;
 pub mod kms;
 pub mod protocol;
+pub mod retry;
+pub mod rfc3339;
 pub mod signer;
 pub mod transport;
 

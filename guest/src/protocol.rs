@@ -3,6 +3,7 @@
 //! `errorMessage`; nothing here panics on input.
 
 use crate::crypto::HashAlg;
+use crate::retry::{self, Deadline};
 use crate::signer::{self, Message, Options, Signer};
 use base64::Engine;
 use serde::Deserialize;
@@ -149,11 +150,15 @@ pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Res
         ));
     }
     // Parse to a value first: serde would also accept a JSON array for a struct.
+    let deadline;
     let args: PluginArgs = match serde_json::from_str::<Value>(raw) {
-        Ok(v @ Value::Object(_)) => match serde_json::from_value(v) {
-            Ok(a) => a,
-            Err(e) => return error(format!("the request is not valid plugin JSON: {e}")),
-        },
+        Ok(v @ Value::Object(_)) => {
+            deadline = ctx_deadline(&v);
+            match serde_json::from_value(v) {
+                Ok(a) => a,
+                Err(e) => return error(format!("the request is not valid plugin JSON: {e}")),
+            }
+        }
         Ok(_) => return error("the request is not valid plugin JSON: expected a JSON object"),
         Err(e) => return error(format!("the request is not valid plugin JSON: {e}")),
     };
@@ -171,14 +176,109 @@ pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Res
 
     match method.as_str() {
         // No network and no credentials: cosign exits if these fail.
-        "defaultAlgorithm" => success(
-            "defaultAlgorithm",
-            json!({ "defaultAlgorithm": signer::DEFAULT_ALGORITHM }),
-        ),
-        "supportedAlgorithms" => success(
-            "supportedAlgorithms",
-            json!({ "supportedAlgorithms": signer::supported_algorithms() }),
-        ),
+        "defaultAlgorithm" => {
+            return success(
+                "defaultAlgorithm",
+                json!({ "defaultAlgorithm": signer::DEFAULT_ALGORITHM }),
+            )
+        }
+        "supportedAlgorithms" => {
+            return success(
+                "supportedAlgorithms",
+                json!({ "supportedAlgorithms": signer::supported_algorithms() }),
+            )
+        }
+        _ => {}
+    }
+    // Every other method is bounded by the deadline, or by the plugin's own limit.
+    let now = std::time::SystemTime::now();
+    let deadline = match deadline {
+        Ok(Some((at, text))) => {
+            if at <= now {
+                return error(format!(
+                    "{method}: deadline {text} had already passed when the plugin started; \
+                     nothing was sent to KMS"
+                ));
+            }
+            Deadline::ctx(at, &text)
+        }
+        Ok(None) => match retry::default_limit(std::env::var(retry::TIMEOUT_VAR).ok()) {
+            Ok(limit) => Deadline::limit(now, limit),
+            Err(e) => return error(e),
+        },
+        Err(e) => return error(e),
+    };
+    retry::with_deadline(deadline, || {
+        let rest = MethodArgs {
+            create_key: args.create_key,
+            public_key: args.public_key,
+            sign_message: args.sign_message,
+            verify_signature: args.verify_signature,
+        };
+        dispatch(&method, rest, &init, &init_rpc, &key_ref, stdin, signer)
+    })
+}
+
+/// The method objects of a request, after the no-network methods are answered.
+struct MethodArgs {
+    create_key: Option<CreateKeyArgs>,
+    public_key: Option<PublicKeyArgs>,
+    sign_message: Option<SignArgs>,
+    verify_signature: Option<VerifyArgs>,
+}
+
+/// The earliest `ctxDeadline` anywhere in the request (initOptions, its rpcOptions, the
+/// method's rpcOptions, createKey), with its text; `""` counts as absent.
+fn ctx_deadline(v: &Value) -> Result<Option<(std::time::SystemTime, String)>, String> {
+    fn collect<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "ctxDeadline" {
+                        out.push(v);
+                    } else {
+                        collect(v, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    collect(v, &mut found);
+    let mut earliest: Option<(std::time::SystemTime, String)> = None;
+    for value in found {
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) if s.is_empty() => continue,
+            Value::String(s) => s,
+            other => return Err(format!("ctxDeadline {other} is not an RFC 3339 time")),
+        };
+        let at = crate::rfc3339::parse_rfc3339(text).ok_or_else(|| {
+            format!(
+                "ctxDeadline {:?} is not an RFC 3339 time such as 2026-11-26T05:41:17.281973069Z",
+                text.chars().take(64).collect::<String>()
+            )
+        })?;
+        if earliest.as_ref().is_none_or(|(e, _)| at < *e) {
+            earliest = Some((at, text.clone()));
+        }
+    }
+    Ok(earliest)
+}
+
+fn dispatch(
+    method: &str,
+    args: MethodArgs,
+    init: &InitOptions,
+    init_rpc: &RpcOptions,
+    key_ref: &str,
+    stdin: &mut dyn Read,
+    signer: &Signer<'_>,
+) -> Response {
+    let key_ref = key_ref.to_string();
+    match method {
         "createKey" => {
             let algorithm = args
                 .create_key
@@ -195,7 +295,7 @@ pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Res
                 .public_key
                 .and_then(|p| p.public_key_options)
                 .and_then(|o| o.rpc_options);
-            let opts = options(rpc, &init_rpc);
+            let opts = options(rpc, init_rpc);
             match signer.public_key(&key_ref, &opts) {
                 Ok(key) => success("publicKey", json!({ "publicKeyPEM": b64(key.to_pem()) })),
                 Err(e) => error(format!("publicKey: {e}")),
@@ -206,7 +306,7 @@ pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Res
                 .sign_message
                 .and_then(|s| s.sign_options)
                 .unwrap_or_default();
-            let (message, hash, opts) = match prepare(call, &init, &init_rpc, stdin) {
+            let (message, hash, opts) = match prepare(call, init, init_rpc, stdin) {
                 Ok(p) => p,
                 Err(e) => return error(format!("signMessage: {e}")),
             };
@@ -223,7 +323,7 @@ pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Res
                 Err(e) => return error(format!("verifySignature: {e}")),
             };
             let call = v.verify_options.unwrap_or_default();
-            let (message, hash, opts) = match prepare(call, &init, &init_rpc, stdin) {
+            let (message, hash, opts) = match prepare(call, init, init_rpc, stdin) {
                 Ok(p) => p,
                 Err(e) => return error(format!("verifySignature: {e}")),
             };
@@ -336,12 +436,18 @@ mod tests {
         let mut n = 0;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let call: Value = serde_json::from_str(line).unwrap();
-            let argv: Vec<&str> = call["argv"]
+            let mut argv: Vec<String> = call["argv"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|a| a.as_str().unwrap())
+                .map(|a| a.as_str().unwrap().to_string())
                 .collect();
+            // The captured deadlines have passed by now; move them into the future.
+            if let Some(Ok(mut request)) = argv.get(2).map(|a| serde_json::from_str::<Value>(a)) {
+                future_deadlines(&mut request);
+                argv[2] = request.to_string();
+            }
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             let v = run(&argv);
             match call["method"].as_str().unwrap() {
                 "defaultAlgorithm" => assert_eq!(
@@ -359,6 +465,22 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 8);
+    }
+
+    fn future_deadlines(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if k == "ctxDeadline" && v.is_string() {
+                        *v = json!("2099-01-01T00:00:00Z");
+                    } else {
+                        future_deadlines(v);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(future_deadlines),
+            _ => {}
+        }
     }
 
     #[test]
@@ -432,5 +554,56 @@ mod tests {
             e.contains("alias/NAME") && e.contains("KEY_ID/versions/VERSION_ID"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_earliest_ctx_deadline_wins() {
+        let v: Value = serde_json::from_str(
+            r#"{"initOptions":{"ctxDeadline":"2030-01-01T00:00:10Z","rpcOptions":{"ctxDeadline":""}},
+                "signMessage":{"signOptions":{"rpcOptions":{"ctxDeadline":"2030-01-01T00:00:05.5Z"}}},
+                "createKey":{"ctxDeadline":null}}"#,
+        )
+        .unwrap();
+        let (at, text) = ctx_deadline(&v).unwrap().unwrap();
+        assert_eq!(text, "2030-01-01T00:00:05.5Z");
+        assert_eq!(
+            at,
+            crate::rfc3339::parse_rfc3339("2030-01-01T00:00:05.5Z").unwrap()
+        );
+        assert_eq!(ctx_deadline(&json!({"initOptions": {}})), Ok(None));
+        let e = ctx_deadline(&json!({"createKey": {"ctxDeadline": "next tuesday"}})).unwrap_err();
+        assert!(
+            e.contains("\"next tuesday\" is not an RFC 3339 time"),
+            "{e}"
+        );
+        assert!(ctx_deadline(&json!({"initOptions": {"ctxDeadline": 5}})).is_err());
+    }
+
+    #[test]
+    fn deadlines_are_checked_before_anything_is_sent() {
+        let v = run(&[
+            "p",
+            "v1",
+            r#"{"initOptions":{"ctxDeadline":"2001-01-01T00:00:00.123456789Z","keyResourceID":"kms.cn-hangzhou.aliyuncs.com//alias/k"},"methodName":"publicKey"}"#,
+        ]);
+        let e = err(&v);
+        assert!(
+            e.contains("deadline 2001-01-01T00:00:00.123456789Z had already passed")
+                && e.contains("nothing was sent"),
+            "{e}"
+        );
+        let v = run(&[
+            "p",
+            "v1",
+            r#"{"initOptions":{"ctxDeadline":"soon"},"methodName":"signMessage"}"#,
+        ]);
+        assert!(err(&v).contains("ctxDeadline \"soon\""));
+        // The no-network methods answer whatever the deadline.
+        let v = run(&[
+            "p",
+            "v1",
+            r#"{"initOptions":{"ctxDeadline":"2001-01-01T00:00:00Z"},"methodName":"defaultAlgorithm"}"#,
+        ]);
+        assert_eq!(v["defaultAlgorithm"]["defaultAlgorithm"], "EC_P256");
     }
 }

@@ -244,6 +244,15 @@ impl<'a> Signer<'a> {
     }
 }
 
+/// `about 20 min`, `3 h 2 min`, `40 s`: how far off a clock is, readable.
+fn skew_text(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 => format!("{} h {} min", s / 3600, (s % 3600 + 30) / 60),
+        s if s >= 60 => format!("about {} min", (s + 30) / 60),
+        s => format!("{s} s"),
+    }
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -470,9 +479,17 @@ impl Session<'_> {
                 "KMS rejected the STS security token read from {source}; it may have expired — \
                  get a fresh one"
             ),
-            "InvalidTimeStamp.Expired" => "the local clock differs from Alibaba Cloud's by more \
-                 than 15 minutes; synchronise the clock (e.g. with NTP)"
-                .to_string(),
+            "InvalidTimeStamp.Expired" => match e.clock_skew_secs.map(|s| s.get()) {
+                Some(skew) => format!(
+                    "the local clock is {} {} Alibaba Cloud's (more than the 15 minutes KMS \
+                     allows); synchronise the clock (e.g. with NTP)",
+                    skew_text(u64::from(skew.unsigned_abs())),
+                    if skew > 0 { "ahead of" } else { "behind" }
+                ),
+                None => "the local clock differs from Alibaba Cloud's by more than 15 minutes; \
+                         synchronise the clock (e.g. with NTP)"
+                    .to_string(),
+            },
             "Forbidden.NoPermission" => format!(
                 "the RAM identity behind {source} may not call kms:{} on this key; grant it that \
                  permission",
@@ -491,6 +508,17 @@ impl Session<'_> {
                 "KMS is throttling requests from this account; try again shortly".to_string()
             }
             _ => String::new(),
+        };
+        // KMS has no idempotency token for CreateKey, so even transient failures stand.
+        let advice = if e.action == "CreateKey"
+            && crate::retry::retryable_code("DescribeKey", e.http_status, &e.code)
+        {
+            "KMS could not create the key just now; CreateKey is not retried, as a retry could \
+             create a second key: check the KMS console for a new key without an alias, then \
+             run the command again"
+                .to_string()
+        } else {
+            advice
         };
         SignerError::Kms(e, advice)
     }
@@ -721,6 +749,46 @@ mod tests {
         assert!(
             matches!(e, SignerError::VerificationFailed(ref m) if m.contains("AsymmetricVerify")),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_newest_version_is_found_on_any_page() {
+        let t = MockTransport::new(|r| {
+            let p = params(r);
+            match action(r).as_str() {
+                "ListKeyVersions" => {
+                    let page: u64 = p["PageNumber"].parse().unwrap();
+                    // 150 versions, 100 per page; the newest is on page 2.
+                    let versions: Vec<_> = (0..if page == 1 { 100 } else { 50 })
+                        .map(|i| {
+                            let n = (page - 1) * 100 + i;
+                            let date = if n == 120 { "2030-01-01T00:00:00Z".to_string() } else { format!("2024-01-01T00:{:02}:{:02}Z", n / 60, n % 60) };
+                            j!({"KeyId": "key-1", "KeyVersionId": format!("v-{n}"), "CreationDate": date})
+                        })
+                        .collect();
+                    json(
+                        200,
+                        j!({"TotalCount": 150, "PageNumber": page, "PageSize": 100, "KeyVersions": {"KeyVersion": versions}}),
+                    )
+                }
+                "GetPublicKey" => {
+                    assert_eq!(p["KeyVersionId"], "v-120");
+                    let sk = SigningKey::from_slice(&[9u8; 32]).unwrap();
+                    json(
+                        200,
+                        j!({"PublicKey": sk.verifying_key().to_public_key_pem(LineEnding::LF).unwrap()}),
+                    )
+                }
+                other => panic!("unexpected {other}"),
+            }
+        });
+        let s = Signer::new(&t, &env);
+        s.public_key("kms.cn-hangzhou.aliyuncs.com//key-1", &Options::default())
+            .unwrap();
+        assert_eq!(
+            t.actions(),
+            ["ListKeyVersions", "ListKeyVersions", "GetPublicKey"]
         );
     }
 

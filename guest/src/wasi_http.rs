@@ -150,6 +150,11 @@ fn map_error(code: ErrorCode, authority: &str) -> TransportError {
             authority,
             detail: connect_detail(&code),
         },
+        ErrorCode::ConnectionTerminated | ErrorCode::HttpProtocolError => TransportError::Other {
+            authority,
+            // `retry` reads the code's name: these are retried for idempotent actions.
+            detail: format!("the connection broke before the answer ({code:?})"),
+        },
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::HttpResponseTimeout => TransportError::Timeout { authority },

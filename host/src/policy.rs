@@ -17,8 +17,45 @@ pub const GUEST_ENV_VARS: &[&str] = &[
     "ALICLOUD_ACCESS_KEY",
     "ALICLOUD_SECRET_KEY",
     "ALICLOUD_ACCESS_KEY_STS_TOKEN",
+    "ALIBABA_CLOUD_PROFILE",
+    "ALIBABA_CLOUD_CLI_PROFILE_DISABLED",
+    "SIGSTORE_ALIBABAKMS_TIMEOUT",
     DEBUG_ENV,
 ];
+
+/// A credential file the chain reads: the variable that names it (and that the guest reads,
+/// with the path as the guest sees it), the default under the home directory, and where its
+/// directory appears inside the sandbox.
+struct CredentialFile {
+    var: &'static str,
+    default_in_home: &'static str,
+    guest_dir: &'static str,
+}
+
+const CREDENTIAL_FILES: &[CredentialFile] = &[
+    CredentialFile {
+        var: "ALIBABA_CLOUD_CONFIG_FILE",
+        default_in_home: ".aliyun/config.json",
+        guest_dir: "/credentials/aliyun-cli",
+    },
+    CredentialFile {
+        var: "ALIBABA_CLOUD_CREDENTIALS_FILE",
+        default_in_home: ".alibabacloud/credentials",
+        guest_dir: "/credentials/alibabacloud",
+    },
+];
+
+/// One file shared read-only with the guest: its own directory is preopened (WASI cannot
+/// share a single file), never the home directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantedFile {
+    /// The variable the guest reads to find it.
+    pub var: &'static str,
+    pub host_path: std::path::PathBuf,
+    pub host_dir: std::path::PathBuf,
+    pub guest_dir: &'static str,
+    pub guest_path: String,
+}
 
 /// Turns on diagnostics on stderr (the guest's and the host's); never prints a secret.
 pub const DEBUG_ENV: &str = "SIGSTORE_ALIBABAKMS_DEBUG";
@@ -39,6 +76,8 @@ pub struct SandboxPolicy {
     pub env: Vec<(String, String)>,
     /// Where the guest's HTTP requests may go.
     pub hosts: AllowedHosts,
+    /// Credential files the guest may read (their directories, read-only).
+    pub files: Vec<GrantedFile>,
 }
 
 impl SandboxPolicy {
@@ -49,7 +88,7 @@ impl SandboxPolicy {
 
     /// Builds the policy from any variable lookup (the environment, or a table in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PolicyError> {
-        let env = GUEST_ENV_VARS
+        let mut env: Vec<(String, String)> = GUEST_ENV_VARS
             .iter()
             .filter_map(|name| lookup(name).map(|value| (name.to_string(), value)))
             .collect();
@@ -57,7 +96,21 @@ impl SandboxPolicy {
             Some(list) => AllowedHosts::parse(&list)?,
             None => AllowedHosts::default(),
         };
-        Ok(Self { env, hosts })
+        let files = granted_files(&lookup);
+        for cf in CREDENTIAL_FILES {
+            match files.iter().find(|f| f.var == cf.var) {
+                // The guest finds a granted file through its variable, at its sandbox path.
+                Some(f) => env.push((f.var.to_string(), f.guest_path.clone())),
+                // A path the user named that is not a readable file: pass it on unchanged so
+                // the guest's error names the variable and the path.
+                None => {
+                    if let Some(p) = lookup(cf.var).filter(|p| !p.trim().is_empty()) {
+                        env.push((cf.var.to_string(), p));
+                    }
+                }
+            }
+        }
+        Ok(Self { env, hosts, files })
     }
 
     /// Whether `SIGSTORE_ALIBABAKMS_DEBUG` asks for per-request diagnostics on stderr.
@@ -78,7 +131,10 @@ impl fmt::Debug for SandboxPolicy {
         f.debug_struct("SandboxPolicy")
             .field("env", &self.env_names().collect::<Vec<_>>())
             .field("hosts", &self.hosts)
-            .field("files", &[] as &[&str; 0])
+            .field(
+                "files",
+                &self.files.iter().map(|f| &f.host_path).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -107,8 +163,49 @@ impl fmt::Display for SandboxPolicy {
         for host in &self.hosts.extra {
             writeln!(f, "  allowed: https://{host}  (from {ALLOWED_HOSTS_ENV})")?;
         }
-        writeln!(f, "files: none (no directory is shared with the component)")
+        if self.files.is_empty() {
+            return writeln!(f, "files: none (no directory is shared with the component)");
+        }
+        writeln!(f, "files (each file's own directory, read-only):")?;
+        for file in &self.files {
+            writeln!(
+                f,
+                "  {} -> {} ({})",
+                file.host_path.display(),
+                file.guest_path,
+                file.var
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// The credential files that exist: the path in the variable, else the default under HOME.
+/// A file that does not exist is not granted (the guest then reports that source as absent).
+fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> Vec<GrantedFile> {
+    let home = lookup("HOME").filter(|h| !h.is_empty());
+    CREDENTIAL_FILES
+        .iter()
+        .filter_map(|cf| {
+            let path = match lookup(cf.var).filter(|p| !p.trim().is_empty()) {
+                Some(p) => std::path::PathBuf::from(p.trim()),
+                None => std::path::Path::new(home.as_ref()?).join(cf.default_in_home),
+            };
+            let path = std::fs::canonicalize(&path).ok()?;
+            if !path.is_file() {
+                return None;
+            }
+            let dir = path.parent()?.to_path_buf();
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some(GrantedFile {
+                var: cf.var,
+                guest_path: format!("{}/{name}", cf.guest_dir),
+                host_path: path,
+                host_dir: dir,
+                guest_dir: cf.guest_dir,
+            })
+        })
+        .collect()
 }
 
 /// The HTTPS destinations the guest may reach: every `*.aliyuncs.com` on port 443, plus the

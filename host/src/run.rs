@@ -6,13 +6,15 @@
 //! argv, the real stdin streamed through, stderr inherited, and stdout captured so that a
 //! trap halfway through an answer can still be reported as a clean `errorMessage`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_io::IoView;
 
@@ -33,9 +35,21 @@ const STDOUT_LIMIT: usize = 1 << 20;
 /// not grow with the message; this only stops a runaway guest from taking the machine.
 const MEMORY_LIMIT: usize = 256 << 20;
 
-/// The epoch only advances when something ticks it, and nothing does yet; a deadline this
-/// far away never fires. Deadlines from cosign's `ctxDeadline` will replace it.
-const NO_DEADLINE: u64 = u64::MAX / 2;
+/// The guest bounds its own work (cosign's `ctxDeadline`, else its time limit) and answers
+/// before it. The host's backstop stops it this long after that bound, should it not
+/// (a runaway loop never yields to anything else).
+const BACKSTOP_MARGIN: Duration = Duration::from_secs(2);
+/// The guest's limit without a `ctxDeadline`, unless `SIGSTORE_ALIBABAKMS_TIMEOUT` says
+/// otherwise (the guest reads the same variable: `guest/src/retry.rs`).
+const DEFAULT_LIMIT: Duration = Duration::from_secs(60);
+const TIMEOUT_VAR: &str = "SIGSTORE_ALIBABAKMS_TIMEOUT";
+/// How often the engine's epoch advances.
+const EPOCH_TICK: Duration = Duration::from_millis(50);
+
+/// The guest's RFC 3339 parser, shared so host and guest read `ctxDeadline` alike.
+#[path = "../../guest/src/rfc3339.rs"]
+#[allow(dead_code)]
+mod rfc3339;
 
 /// The store's data: the WASI contexts and the sandbox's egress.
 struct Host {
@@ -125,7 +139,15 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
         .inherit_stdin()
         .stdout(stdout)
         .inherit_stderr();
-    // No directories, no sockets: neither interface is even linked (see `linker`).
+    // Only the credential files' own directories, read-only; no sockets (not even linked).
+    for file in &policy.files {
+        if let Err(e) = wasi.preopened_dir(&file.host_dir, file.guest_dir, FsPerms::ReadOnly) {
+            return Ended::Error(format!(
+                "cannot share {} with the plugin component: {e}",
+                file.host_dir.display()
+            ));
+        }
+    }
     let host = Host {
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
@@ -138,11 +160,26 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
     };
     let mut store = Store::new(&engine, host);
     store.limiter(|host| &mut host.limits);
-    store.set_epoch_deadline(NO_DEADLINE);
+    // The backstop: wasm code traps once the epoch passes it, and a guest waiting in a
+    // host call (HTTP) is dropped when the same time has passed.
+    let limit = backstop(args, &policy.env);
+    let _ticker = arm_backstop(&mut store, limit);
 
-    let result = match pre.instantiate_async(&mut store).await {
-        Ok(command) => command.wasi_cli_run().call_run(&mut store).await,
-        Err(e) => Err(e),
+    let running = async {
+        match pre.instantiate_async(&mut store).await {
+            Ok(command) => command.wasi_cli_run().call_run(&mut store).await,
+            Err(e) => Err(e),
+        }
+    };
+    let stopped = || {
+        Ended::Error(format!(
+            "the plugin component ran past its time limit ({:.1} s) and was stopped",
+            limit.as_secs_f64()
+        ))
+    };
+    let result = match tokio::time::timeout(limit + EPOCH_TICK * 2, running).await {
+        Ok(result) => result,
+        Err(_elapsed) => return stopped(),
     };
     match result {
         Ok(Ok(())) => Ended::Ok,
@@ -150,20 +187,93 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
         Err(e) => match e.downcast_ref::<I32Exit>() {
             Some(I32Exit(0)) => Ended::Ok,
             Some(I32Exit(_)) => Ended::Failed,
+            None if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) => {
+                stopped()
+            }
             None => Ended::Error(format!("the plugin component failed: {}", chain(&e))),
         },
     }
 }
 
+/// How long the host lets the guest run: the guest's own bound (the earliest `ctxDeadline`
+/// in the request, else its time limit) plus [`BACKSTOP_MARGIN`].
+fn backstop(args: &[String], env: &[(String, String)]) -> Duration {
+    fn deadlines(v: &serde_json::Value, out: &mut Vec<SystemTime>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match v.as_str().and_then(rfc3339::parse_rfc3339) {
+                        Some(at) if k == "ctxDeadline" => out.push(at),
+                        _ => deadlines(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| deadlines(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    if let Some(request) = args
+        .get(2)
+        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
+    {
+        deadlines(&request, &mut found);
+    }
+    let limit = match found.into_iter().min() {
+        Some(at) => at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+        None => env
+            .iter()
+            .find(|(k, _)| k == TIMEOUT_VAR)
+            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_LIMIT),
+    };
+    limit + BACKSTOP_MARGIN
+}
+
+/// Makes wasm code in `store` trap (`Trap::Interrupt`) once `limit` has passed; keep the
+/// ticker alive while the store runs.
+fn arm_backstop<T>(store: &mut Store<T>, limit: Duration) -> EpochTicker {
+    let ticker = EpochTicker::start(store.engine());
+    store.set_epoch_deadline(limit.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1);
+    ticker
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker(Arc<AtomicBool>);
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        });
+        EpochTicker(stop)
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The WASI interfaces the sandbox grants, one by one: what the component imports and
-/// nothing more. `wasi:sockets` and `wasi:filesystem` are deliberately absent, so a component
-/// that imports them fails here instead of getting a socket or a file later. (Reading a
-/// credentials file would mean linking `wasi:filesystem` and preopening one directory
-/// read-only, listed in the `SandboxPolicy`.)
+/// nothing more. `wasi:sockets` is deliberately absent, so a component that imports it fails
+/// here instead of getting a socket later. `wasi:filesystem` is linked for the credential
+/// files, but sees only the directories the `SandboxPolicy` preopens, read-only.
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
     use wasmtime_wasi::random::WasiRandom;
 
     let mut linker = Linker::new(engine);
@@ -174,6 +284,8 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     random::random::add_to_linker::<Host, WasiRandom>(l, |h| h.wasi.random())?;
     random::insecure::add_to_linker::<Host, WasiRandom>(l, |h| h.wasi.random())?;
     random::insecure_seed::add_to_linker::<Host, WasiRandom>(l, |h| h.wasi.random())?;
+    filesystem::types::add_to_linker::<Host, WasiFilesystem>(l, Host::filesystem)?;
+    filesystem::preopens::add_to_linker::<Host, WasiFilesystem>(l, Host::filesystem)?;
     cli::environment::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
     cli::exit::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
     cli::stdin::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
@@ -289,12 +401,14 @@ mod tests {
     }
 
     #[test]
-    fn sockets_and_files_are_not_in_the_sandbox() {
+    fn sockets_are_not_in_the_sandbox() {
         let engine = Engine::new(&engine_config()).unwrap();
         for (granted, resource) in [
             ("wasi:io/streams@0.2.12", "input-stream"),
             ("wasi:http/types@0.2.12", "fields"),
             ("wasi:cli/terminal-output@0.2.12", "terminal-output"),
+            // Linked for the credential files; only preopened directories are visible.
+            ("wasi:filesystem/types@0.2.12", "descriptor"),
         ] {
             let component = importing(&engine, granted, resource);
             linker(&engine)
@@ -380,5 +494,108 @@ mod tests {
         // The guest's own answer is more useful than "it trapped", but the run failed.
         assert_eq!(outcome.stdout, answer);
         assert_eq!(outcome.exit_code, 1);
+    }
+
+    #[test]
+    fn the_backstop_follows_the_guest_limit() {
+        let none: Vec<(String, String)> = Vec::new();
+        let argv = |json: &str| vec!["p".to_string(), "v1".to_string(), json.to_string()];
+        assert_eq!(
+            backstop(&argv("{}"), &none),
+            DEFAULT_LIMIT + BACKSTOP_MARGIN
+        );
+        let env = vec![(TIMEOUT_VAR.to_string(), "5".to_string())];
+        assert_eq!(
+            backstop(&argv("{}"), &env),
+            Duration::from_secs(5) + BACKSTOP_MARGIN
+        );
+        let soon = SystemTime::now() + Duration::from_secs(10);
+        let later = soon + Duration::from_secs(100);
+        let text = |t: SystemTime| {
+            let s = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+            // Any RFC 3339 form will do: build one from the seconds with the guest's parser's
+            // inverse, an offset-free UTC date.
+            let days = s.div_euclid(86_400);
+            let (y, m, d) = civil(days);
+            let r = s.rem_euclid(86_400);
+            format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+                r / 3600,
+                r % 3600 / 60,
+                r % 60
+            )
+        };
+        let json = format!(
+            r#"{{"initOptions":{{"ctxDeadline":"{}"}},"createKey":{{"ctxDeadline":"{}"}}}}"#,
+            text(later),
+            text(soon)
+        );
+        let b = backstop(&argv(&json), &env);
+        assert!(
+            b <= Duration::from_secs(10) + BACKSTOP_MARGIN && b >= Duration::from_secs(8),
+            "{b:?}"
+        );
+    }
+
+    fn civil(z: i64) -> (i64, u32, u32) {
+        let z = z + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        (yoe + era * 400 + i64::from(m <= 2), m, d)
+    }
+
+    /// A guest that never yields is stopped by the epoch backstop, not waited for.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_runaway_guest_is_stopped() {
+        use wasm_encoder::{
+            BlockType, CodeSection, ExportKind, ExportSection, Function, FunctionSection,
+            Instruction, Module, TypeSection,
+        };
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut functions = FunctionSection::new();
+        functions.function(0);
+        let mut exports = ExportSection::new();
+        exports.export("spin", ExportKind::Func, 0);
+        let mut spin = Function::new([]);
+        spin.instruction(&Instruction::Loop(BlockType::Empty))
+            .instruction(&Instruction::Br(0))
+            .instruction(&Instruction::End)
+            .instruction(&Instruction::End);
+        let mut code = CodeSection::new();
+        code.function(&spin);
+        let mut module = Module::new();
+        module
+            .section(&types)
+            .section(&functions)
+            .section(&exports)
+            .section(&code);
+
+        let engine = Engine::new(&engine_config()).unwrap();
+        let module = wasmtime::Module::new(&engine, module.finish()).unwrap();
+        let mut store = Store::new(&engine, ());
+        let _ticker = arm_backstop(&mut store, Duration::from_millis(300));
+        let instance = wasmtime::Instance::new_async(&mut store, &module, &[])
+            .await
+            .unwrap();
+        let spin = instance
+            .get_typed_func::<(), ()>(&mut store, "spin")
+            .unwrap();
+        let start = std::time::Instant::now();
+        let err = spin.call_async(&mut store, ()).await.unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<wasmtime::Trap>(),
+            Some(&wasmtime::Trap::Interrupt)
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     }
 }

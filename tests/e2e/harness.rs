@@ -13,8 +13,12 @@ pub const AK_SECRET: &str = "e2e-secret-Zm9vYmFyYmF6cXV4";
 pub const STS_ID: &str = "STS.e2eTemporaryKey";
 pub const STS_SECRET: &str = "sts-secret-value";
 pub const STS_TOKEN: &str = "CAIS-e2e-sts-token-value";
+pub const CLI_ID: &str = "LTAI5tCliProfileKey";
+pub const CLI_SECRET: &str = "cli-profile-secret-value";
+pub const INI_ID: &str = "LTAI5tIniFileKey";
+pub const INI_SECRET: &str = "ini-file-secret-value";
 /// Values that must never appear on the plugin's stdout or stderr, in any run.
-const SECRETS: &[&str] = &[AK_SECRET, STS_SECRET, STS_TOKEN];
+const SECRETS: &[&str] = &[AK_SECRET, STS_SECRET, STS_TOKEN, CLI_SECRET, INI_SECRET];
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sigstore-kms-alibabakms");
 

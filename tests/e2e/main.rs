@@ -5,6 +5,8 @@
 mod harness;
 
 mod budget;
+mod credentials;
 mod errors;
 mod flow;
 mod keys;
+mod reliability;

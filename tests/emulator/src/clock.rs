@@ -98,6 +98,30 @@ pub fn format_iso8601(t: SystemTime) -> String {
     )
 }
 
+/// RFC 7231 IMF-fixdate, `Mon, 01 Jan 2024 00:00:00 GMT`: the `Date` header of every answer,
+/// read from the emulator's (possibly offset) clock so clients can measure their skew.
+pub fn format_http_date(t: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs.rem_euclid(86400);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[m as usize - 1],
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
 /// Strict parse of `yyyy-MM-ddTHH:mm:ssZ`: exactly 20 bytes, digits where digits belong,
 /// real calendar values. No fractional seconds, no offsets, no lower-case `t`/`z`.
 pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
@@ -136,6 +160,18 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            format_http_date(UNIX_EPOCH + std::time::Duration::from_secs(1_704_067_200)),
+            "Mon, 01 Jan 2024 00:00:00 GMT"
+        );
+        assert_eq!(
+            format_http_date(UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+    }
 
     #[test]
     fn round_trips_known_instants() {

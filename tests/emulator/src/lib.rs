@@ -10,6 +10,9 @@
 //!   from the spec, not from a client): unknown AccessKeys, wrong signatures, unsigned
 //!   `x-acs-*`/`host` headers, dates more than 15 minutes off, reused nonces, missing or
 //!   foreign STS tokens are refused with Alibaba's codes and HTTP statuses.
+//! * Every answer carries an RFC 7231 `Date` header read from the emulator's clock (offset
+//!   included, [`Emulator::set_clock_offset_secs`]), as HTTP servers do, so a client can say how
+//!   far its clock is off.
 //! * The actions keep real keys of every spec they accept (`EC_P256`, `EC_P256K`, `EC_SM2`,
 //!   `RSA_2048`, `RSA_3072`): signatures (DER ECDSA/SM2, RSA PKCS#1 v1.5 and PSS) verify
 //!   against the PEM `GetPublicKey` returns, and responses use the documented JSON shapes

@@ -425,7 +425,9 @@ async fn handle(
     let mut response = Response::builder()
         .status(status)
         .header("content-type", "application/json;charset=utf-8")
-        .header("x-acs-request-id", request_id);
+        .header("x-acs-request-id", request_id)
+        // As the real gateway does; from the emulator's clock, offset included.
+        .header("date", crate::clock::format_http_date(shared.clock.now()));
     for (name, value) in extra_headers {
         response = response.header(name, value);
     }
