@@ -11,13 +11,18 @@
 //!
 //! The client is built on the first request: loading the trust store costs several
 //! milliseconds, which methods that never touch the network should not pay.
+//!
+//! A proxy named by `HTTPS_PROXY` & co. (see [`proxy`]) is only a transport hop: the
+//! allow-list is checked against the destination first, the connector then opens an HTTP
+//! CONNECT tunnel through the proxy, and TLS runs end to end with the destination inside it.
+//! Tunnels are pooled like direct connections.
 
 use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -31,12 +36,16 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tower_service::Service;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::policy::AllowedHosts;
+
+pub mod proxy;
+use proxy::{Proxy, ProxyConfig};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 type HttpsClient = Client<TimeoutConnector, WasiBody>;
@@ -89,6 +98,8 @@ pub struct Egress {
     timeouts: Timeouts,
     roots: TrustRoots,
     debug: bool,
+    /// The proxy the environment names, if any.
+    proxy: Arc<ProxyConfig>,
     /// Built on the first request that passes the allow-list.
     client: OnceLock<Result<HttpsClient, String>>,
     /// TCP connections opened so far (debug output and tests).
@@ -96,28 +107,54 @@ pub struct Egress {
 }
 
 impl Egress {
-    /// Egress with the OS trust store and the default timeouts.
+    /// Egress with the OS trust store, the default timeouts and the proxy the environment
+    /// names.
     pub fn new(allowed: AllowedHosts, debug: bool) -> Self {
-        Self::build(allowed, Timeouts::DEFAULT, TrustRoots::Native, debug)
+        Self::build(
+            allowed,
+            Timeouts::DEFAULT,
+            TrustRoots::Native,
+            ProxyConfig::from_env(),
+            debug,
+        )
     }
 
     /// Egress that trusts exactly `roots`, for tests against a throwaway CA.
     #[cfg(test)]
     pub fn with_roots(allowed: AllowedHosts, timeouts: Timeouts, roots: RootCertStore) -> Self {
+        Self::with_proxy(allowed, timeouts, roots, ProxyConfig::Direct)
+    }
+
+    /// The same, through `proxy`.
+    #[cfg(test)]
+    pub fn with_proxy(
+        allowed: AllowedHosts,
+        timeouts: Timeouts,
+        roots: RootCertStore,
+        proxy: ProxyConfig,
+    ) -> Self {
         Self::build(
             allowed,
             timeouts,
             TrustRoots::Custom(Arc::new(roots)),
+            proxy,
             false,
         )
     }
 
-    fn build(allowed: AllowedHosts, timeouts: Timeouts, roots: TrustRoots, debug: bool) -> Self {
+    fn build(
+        allowed: AllowedHosts,
+        timeouts: Timeouts,
+        roots: TrustRoots,
+        proxy: ProxyConfig,
+        debug: bool,
+    ) -> Self {
         Self {
             allowed,
             timeouts,
             roots,
             debug,
+            proxy: Arc::new(proxy),
             client: OnceLock::new(),
             connections: Arc::new(AtomicUsize::new(0)),
         }
@@ -173,6 +210,11 @@ impl Egress {
     }
 
     fn make_client(&self) -> Result<HttpsClient, String> {
+        if let ProxyConfig::Invalid(why) = &*self.proxy {
+            // Never fall back to a direct connection the user's network may not allow.
+            log(format_args!("{why}"));
+            return Err(why.clone());
+        }
         let roots = match &self.roots {
             TrustRoots::Native => Arc::new(native_roots()),
             #[cfg(test)]
@@ -187,11 +229,13 @@ impl Egress {
         .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_only()
+            .https_or_http()
             .enable_http1()
             .wrap_connector(TcpConnector {
                 connections: self.connections.clone(),
                 debug: self.debug,
+                proxy: self.proxy.clone(),
+                proxy_reported: Arc::new(AtomicBool::new(false)),
             });
         let connector = TimeoutConnector {
             inner: https,
@@ -369,11 +413,88 @@ impl Service<Uri> for TimeoutConnector {
     }
 }
 
-/// Resolves and connects; the one place in the host that opens sockets.
+/// Resolves and connects, directly or through the proxy; the one place in the host that
+/// opens sockets.
 #[derive(Clone)]
 struct TcpConnector {
     connections: Arc<AtomicUsize>,
     debug: bool,
+    proxy: Arc<ProxyConfig>,
+    /// A proxy failure is explained on stderr once per invocation.
+    proxy_reported: Arc<AtomicBool>,
+}
+
+impl TcpConnector {
+    /// The proxy to reach `uri` through, if any.
+    fn proxy_for(&self, uri: &Uri) -> Option<&Proxy> {
+        match &*self.proxy {
+            ProxyConfig::Proxy(p) if p.applies_to(uri) => Some(p),
+            _ => None,
+        }
+    }
+
+    async fn open(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+        let start = Instant::now();
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(ConnectError::Dns)?
+            .collect();
+        let mut last_error = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    self.connections.fetch_add(1, Ordering::Relaxed);
+                    if self.debug {
+                        log(format_args!(
+                            "connected to {host}:{port} ({addr}) in {} ms",
+                            start.elapsed().as_millis()
+                        ));
+                    }
+                    return Ok(stream);
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(match last_error {
+            Some(err) => ConnectError::Connect(err),
+            None => ConnectError::Dns(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} has no address"),
+            )),
+        })
+    }
+
+    /// A TCP connection to the proxy, tunnelled to `authority` (`host:port`).
+    async fn open_tunnel(&self, proxy: &Proxy, authority: &str) -> Result<TcpStream, ConnectError> {
+        let result = async {
+            let mut stream = self
+                .open(&proxy.host, proxy.port)
+                .await
+                .map_err(|e| ProxyFailure::Unreachable(Box::new(e)))?;
+            connect_tunnel(&mut stream, proxy, authority).await?;
+            if self.debug {
+                log(format_args!(
+                    "tunnel to {authority} through {} open",
+                    proxy.url
+                ));
+            }
+            Ok(stream)
+        }
+        .await;
+        result.map_err(|failure| {
+            let err = ConnectError::Proxy {
+                var: proxy.var,
+                url: proxy.url.clone(),
+                authority: authority.to_string(),
+                failure,
+            };
+            if !self.proxy_reported.swap(true, Ordering::Relaxed) {
+                log(format_args!("{err}"));
+            }
+            err
+        })
+    }
 }
 
 impl Service<Uri> for TcpConnector {
@@ -388,44 +509,96 @@ impl Service<Uri> for TcpConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let start = Instant::now();
             let host = uri.host().unwrap_or_default();
-            // IPv6 literals come bracketed in URIs; the resolver wants them bare.
-            let host = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string();
             let port = uri.port_u16().unwrap_or(443);
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(ConnectError::Dns)?
-                .collect();
-            let mut last_error = None;
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(stream) => {
-                        let _ = stream.set_nodelay(true);
-                        this.connections.fetch_add(1, Ordering::Relaxed);
-                        if this.debug {
-                            log(format_args!(
-                                "connected to {host}:{port} ({addr}) in {} ms",
-                                start.elapsed().as_millis()
-                            ));
-                        }
-                        return Ok(TokioIo::new(stream));
-                    }
-                    Err(err) => last_error = Some(err),
+            let stream = match this.proxy_for(&uri) {
+                // CONNECT takes the host as in a URI (IPv6 bracketed).
+                Some(proxy) => this.open_tunnel(proxy, &format!("{host}:{port}")).await?,
+                // IPv6 literals come bracketed in URIs; the resolver wants them bare.
+                None => {
+                    let bare = host.trim_start_matches('[').trim_end_matches(']');
+                    this.open(bare, port).await?
                 }
-            }
-            Err(match last_error {
-                Some(err) => ConnectError::Connect(err),
-                None => ConnectError::Dns(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{host} has no address"),
-                )),
-            })
+            };
+            Ok(TokioIo::new(stream))
         })
     }
+}
+
+/// The longest proxy answer to CONNECT we read.
+const MAX_PROXY_HEAD: usize = 16 * 1024;
+
+/// Asks the proxy for a tunnel to `authority` and reads its answer, byte by byte so that
+/// nothing after the head (the destination's TLS) is consumed here.
+async fn connect_tunnel(
+    stream: &mut TcpStream,
+    proxy: &Proxy,
+    authority: &str,
+) -> Result<(), ProxyFailure> {
+    let mut request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
+    if let Some(auth) = &proxy.auth {
+        request.extend_from_slice(b"Proxy-Authorization: ");
+        request.extend_from_slice(auth.as_bytes());
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    stream.write_all(&request).await.map_err(ProxyFailure::Io)?;
+
+    let mut head = Vec::with_capacity(128);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_PROXY_HEAD {
+            return Err(ProxyFailure::Protocol(
+                "its answer to CONNECT is too long".into(),
+            ));
+        }
+        match stream.read(&mut byte).await.map_err(ProxyFailure::Io)? {
+            0 => {
+                return Err(ProxyFailure::Protocol(
+                    "it closed the connection without answering CONNECT".into(),
+                ))
+            }
+            _ => head.push(byte[0]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status_line = text.lines().next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let (version, code) = (parts.next().unwrap_or_default(), parts.next());
+    let reason = parts.next().unwrap_or_default().trim().to_string();
+    match code.and_then(|c| c.parse::<u16>().ok()) {
+        Some(status) if version.starts_with("HTTP/1.") => {
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(ProxyFailure::Refused {
+                    status,
+                    reason,
+                    sent_credentials: proxy.auth.is_some(),
+                })
+            }
+        }
+        _ => Err(ProxyFailure::Protocol(format!(
+            "it answered CONNECT with {:?}, not HTTP/1.x",
+            status_line.chars().take(80).collect::<String>()
+        ))),
+    }
+}
+
+/// Why a tunnel through the proxy could not be opened.
+#[derive(Debug)]
+enum ProxyFailure {
+    /// The proxy itself could not be reached.
+    Unreachable(Box<ConnectError>),
+    /// It answered CONNECT with this status.
+    Refused {
+        status: u16,
+        reason: String,
+        sent_credentials: bool,
+    },
+    /// It answered something else than HTTP.
+    Protocol(String),
+    Io(io::Error),
 }
 
 /// Why a new connection could not be opened.
@@ -434,6 +607,13 @@ enum ConnectError {
     Dns(io::Error),
     Connect(io::Error),
     Timeout,
+    /// The proxy named by `var` could not give us a tunnel to `authority`.
+    Proxy {
+        var: &'static str,
+        url: String,
+        authority: String,
+        failure: ProxyFailure,
+    },
 }
 
 impl std::fmt::Display for ConnectError {
@@ -442,6 +622,52 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Dns(e) => write!(f, "DNS lookup failed: {e}"),
             ConnectError::Connect(e) => write!(f, "connect failed: {e}"),
             ConnectError::Timeout => write!(f, "connect timed out"),
+            ConnectError::Proxy {
+                var,
+                url,
+                authority,
+                failure,
+            } => {
+                let hint =
+                    format!("check {var}, or list the destination in NO_PROXY to connect directly");
+                match failure {
+                    ProxyFailure::Unreachable(e) => {
+                        write!(f, "cannot reach the proxy {url} (from {var}): {e}; {hint}")
+                    }
+                    ProxyFailure::Refused {
+                        status,
+                        reason,
+                        sent_credentials,
+                    } => {
+                        let what = match status {
+                            407 if *sent_credentials => format!(
+                                "; it did not accept the credentials in {var} \
+                                 (http://user:password@host:port, percent-encoded)"
+                            ),
+                            407 => format!(
+                                "; the proxy wants credentials: put them in {var} as \
+                                 http://user:password@host:port (percent-encoded)"
+                            ),
+                            _ => format!("; {hint}"),
+                        };
+                        write!(
+                            f,
+                            "the proxy {url} (from {var}) refused to open a tunnel to \
+                             {authority}: {status} {reason}{what}"
+                        )
+                    }
+                    ProxyFailure::Protocol(why) => write!(
+                        f,
+                        "the proxy {url} (from {var}) could not open a tunnel to {authority}: \
+                         {why}; {hint}"
+                    ),
+                    ProxyFailure::Io(e) => write!(
+                        f,
+                        "the proxy {url} (from {var}) could not open a tunnel to {authority}: \
+                         {e}; {hint}"
+                    ),
+                }
+            }
         }
     }
 }
@@ -451,6 +677,11 @@ impl StdError for ConnectError {
         match self {
             ConnectError::Dns(e) | ConnectError::Connect(e) => Some(e),
             ConnectError::Timeout => None,
+            ConnectError::Proxy { failure, .. } => match failure {
+                ProxyFailure::Unreachable(e) => Some(&**e),
+                ProxyFailure::Io(e) => Some(e),
+                ProxyFailure::Refused { .. } | ProxyFailure::Protocol(_) => None,
+            },
         }
     }
 }
@@ -520,16 +751,7 @@ fn error_code(err: &(dyn StdError + 'static)) -> HttpError {
             return tls_error_code(tls);
         }
         if let Some(connect) = e.downcast_ref::<ConnectError>() {
-            match connect {
-                ConnectError::Timeout => return HttpError::ConnectionTimeout,
-                ConnectError::Dns(_) => {
-                    return HttpError::DnsError {
-                        rcode: None,
-                        info_code: None,
-                    }
-                }
-                ConnectError::Connect(io) => return connect_error_code(io),
-            }
+            return connect_code(connect);
         }
         if let Some(guest) = e.downcast_ref::<HttpError>() {
             // The guest's own request body failed (e.g. more bytes than content-length).
@@ -555,6 +777,26 @@ fn error_code(err: &(dyn StdError + 'static)) -> HttpError {
         current = e.source();
     }
     fallback.unwrap_or_else(|| HttpError::InternalError(Some(chain_text(err))))
+}
+
+fn connect_code(err: &ConnectError) -> HttpError {
+    match err {
+        ConnectError::Timeout => HttpError::ConnectionTimeout,
+        ConnectError::Dns(_) => HttpError::DnsError {
+            rcode: None,
+            info_code: None,
+        },
+        ConnectError::Connect(io) => connect_error_code(io),
+        // An unreachable proxy reads like an unreachable destination (refused, no address…);
+        // the host's stderr line names the proxy. A refusing or broken proxy is a connection
+        // failure too, never a sandbox denial.
+        ConnectError::Proxy { failure, .. } => match failure {
+            ProxyFailure::Unreachable(inner) => connect_code(inner),
+            ProxyFailure::Refused { .. } | ProxyFailure::Protocol(_) | ProxyFailure::Io(_) => {
+                HttpError::DestinationUnavailable
+            }
+        },
+    }
 }
 
 fn tls_error_code(err: &rustls::Error) -> HttpError {

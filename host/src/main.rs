@@ -72,6 +72,7 @@ fn print_sandbox() -> ExitCode {
                 t.connect, t.first_byte, t.between_bytes
             );
             println!("trust roots: {}", trust_roots());
+            print!("{}", egress::proxy::ProxyConfig::from_env());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -405,3 +405,247 @@ async fn an_unknown_name_is_a_dns_error() {
         .unwrap_err();
     assert!(matches!(err, HttpError::DnsError { .. }), "{err:?}");
 }
+
+/// A loopback HTTP CONNECT proxy: `auth` is the `Proxy-Authorization` value it demands.
+struct TestProxy {
+    port: u16,
+    /// Tunnels opened (CONNECT answered 200).
+    tunnels: Arc<AtomicUsize>,
+    /// The request lines received.
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn spawn_proxy(auth: Option<&'static str>) -> TestProxy {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (count, seen) = (tunnels.clone(), requests.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let (count, seen) = (count.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let line = head.lines().next().unwrap().to_string();
+                seen.lock().unwrap().push(line.clone());
+                let given = head.lines().find_map(|l| {
+                    l.strip_prefix("Proxy-Authorization: ")
+                        .or_else(|| l.strip_prefix("proxy-authorization: "))
+                });
+                if auth.is_some() && given != auth {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    return;
+                }
+                let target = line.split(' ').nth(1).unwrap().to_string();
+                let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    TestProxy {
+        port,
+        tunnels,
+        requests,
+    }
+}
+
+impl TestProxy {
+    fn tunnels(&self) -> usize {
+        self.tunnels.load(Ordering::SeqCst)
+    }
+}
+
+fn proxy_env(vars: &[(&str, String)]) -> ProxyConfig {
+    ProxyConfig::from_lookup(|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// base64("user:pa ss")
+const USER_PASS: &str = "Basic dXNlcjpwYSBzcw==";
+
+#[tokio::test]
+async fn requests_go_through_one_reused_tunnel_with_credentials() {
+    let pki = test_pki();
+    let server = spawn_server(pki.server.clone(), Mode::Serve).await;
+    let proxy = spawn_proxy(Some(USER_PASS)).await;
+    let config = proxy_env(&[(
+        "HTTPS_PROXY",
+        format!("http://user:pa%20ss@127.0.0.1:{}", proxy.port),
+    )]);
+    let egress = Egress::with_proxy(allow(&server), Timeouts::DEFAULT, pki.roots, config);
+
+    for _ in 0..3 {
+        let response = egress
+            .send(get(&format!("{}/host", server.origin())), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            body_text(response).await.unwrap(),
+            format!("127.0.0.1:{}", server.port)
+        );
+    }
+    assert_eq!(proxy.tunnels(), 1);
+    assert_eq!(server.accepted(), 1);
+    assert_eq!(egress.connections_opened(), 1);
+    assert_eq!(
+        *proxy.requests.lock().unwrap(),
+        [format!("CONNECT 127.0.0.1:{} HTTP/1.1", server.port)]
+    );
+}
+
+#[tokio::test]
+async fn no_proxy_destinations_connect_directly() {
+    let pki = test_pki();
+    let server = spawn_server(pki.server.clone(), Mode::Serve).await;
+    let proxy = spawn_proxy(None).await;
+    for no in [
+        "127.0.0.1".to_string(),
+        format!("example.com, 127.0.0.1:{}", server.port),
+        "*".to_string(),
+    ] {
+        let config = proxy_env(&[
+            ("https_proxy", format!("http://127.0.0.1:{}", proxy.port)),
+            ("no_proxy", no),
+        ]);
+        let egress = Egress::with_proxy(allow(&server), SHORT, pki.roots.clone(), config);
+        let response = egress
+            .send(get(&format!("{}/", server.origin())), None)
+            .await
+            .unwrap();
+        assert_eq!(body_text(response).await.unwrap(), "hello");
+    }
+    assert_eq!(proxy.tunnels(), 0);
+    assert!(proxy.requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_allow_list_still_applies_behind_a_proxy() {
+    let pki = test_pki();
+    let proxy = spawn_proxy(None).await;
+    let config = proxy_env(&[("HTTPS_PROXY", format!("http://127.0.0.1:{}", proxy.port))]);
+    let egress = Egress::with_proxy(AllowedHosts::default(), SHORT, pki.roots, config);
+    let err = egress
+        .send(get("https://example.com/"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::HttpRequestDenied), "{err:?}");
+    assert!(proxy.requests.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_proxy_refusing_the_tunnel_is_a_connection_failure() {
+    let pki = test_pki();
+    let server = spawn_server(pki.server.clone(), Mode::Serve).await;
+    let proxy = spawn_proxy(Some(USER_PASS)).await;
+    for url in [
+        format!("http://127.0.0.1:{}", proxy.port),
+        format!("http://user:wrong@127.0.0.1:{}", proxy.port),
+    ] {
+        let config = proxy_env(&[("HTTPS_PROXY", url)]);
+        let egress = Egress::with_proxy(allow(&server), SHORT, pki.roots.clone(), config);
+        let err = egress
+            .send(get(&format!("{}/", server.origin())), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::DestinationUnavailable), "{err:?}");
+    }
+    assert_eq!(proxy.tunnels(), 0);
+    assert_eq!(server.accepted(), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_proxy_is_a_refused_connection() {
+    let pki = test_pki();
+    let server = spawn_server(pki.server.clone(), Mode::Serve).await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = proxy_env(&[("HTTPS_PROXY", format!("http://127.0.0.1:{port}"))]);
+    let egress = Egress::with_proxy(allow(&server), SHORT, pki.roots, config);
+    let err = egress
+        .send(get(&format!("{}/", server.origin())), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::ConnectionRefused), "{err:?}");
+    assert_eq!(server.accepted(), 0);
+}
+
+#[tokio::test]
+async fn tls_through_the_tunnel_is_checked_against_the_destination() {
+    let pki = test_pki();
+    let server = spawn_server(pki.server.clone(), Mode::Serve).await;
+    let proxy = spawn_proxy(None).await;
+    let config = proxy_env(&[("HTTPS_PROXY", format!("http://127.0.0.1:{}", proxy.port))]);
+    // Trusts another CA only.
+    let egress = Egress::with_proxy(allow(&server), SHORT, test_pki().roots, config);
+    let err = egress
+        .send(get(&format!("{}/", server.origin())), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::TlsCertificateError), "{err:?}");
+    assert_eq!(proxy.tunnels(), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_proxy_fails_every_request_instead_of_bypassing_it() {
+    let pki = test_pki();
+    let server = spawn_server(pki.server.clone(), Mode::Serve).await;
+    let config = proxy_env(&[("ALL_PROXY", "socks5://127.0.0.1:1080".to_string())]);
+    let egress = Egress::with_proxy(allow(&server), SHORT, pki.roots, config);
+    let err = egress
+        .send(get(&format!("{}/", server.origin())), None)
+        .await
+        .unwrap_err();
+    match err {
+        HttpError::InternalError(Some(msg)) => {
+            assert!(msg.contains("ALL_PROXY") && msg.contains("socks5"), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.accepted(), 0);
+}
+
+#[tokio::test]
+async fn a_proxy_that_never_answers_connect_is_bounded_by_the_connect_timeout() {
+    let pki = test_pki();
+    let server = spawn_server(pki.server.clone(), Mode::Serve).await;
+    let silent = spawn_server(pki.server.clone(), Mode::Silent).await;
+    let config = proxy_env(&[("HTTPS_PROXY", format!("http://127.0.0.1:{}", silent.port))]);
+    let egress = Egress::with_proxy(allow(&server), SHORT, pki.roots, config);
+    let start = Instant::now();
+    let err = egress
+        .send(get(&format!("{}/", server.origin())), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HttpError::ConnectionTimeout), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(silent.accepted(), 1);
+    assert_eq!(server.accepted(), 0);
+}
