@@ -6,7 +6,7 @@
 use crate::acs3;
 use crate::credentials::Credentials;
 use crate::retry::{self, Clock, Deadline, RealClock};
-use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
+use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::fmt;
@@ -180,6 +180,7 @@ impl<'a> Client<'a> {
         headers.push(("authorization".into(), authorization));
         HttpRequest {
             method: "POST",
+            scheme: Scheme::Https,
             authority: self.endpoint.clone(),
             path_and_query: format!("/?{}", acs3::canonical_query(&query)),
             headers,

@@ -105,7 +105,8 @@ impl<'a> Signer<'a> {
 
     fn session(&self, key_ref: &str) -> Result<Session<'a>, SignerError> {
         let key = keyref::parse(key_ref).map_err(|e| SignerError::InvalidInput(e.to_string()))?;
-        let creds = credentials::resolve(self.env).map_err(|e| SignerError::Credentials(e.0))?;
+        let creds = credentials::resolve(self.env, self.transport)
+            .map_err(|e| SignerError::Credentials(e.0))?;
         let client = Client::new(self.transport, &key.endpoint, creds);
         Ok(Session { key, client })
     }
@@ -900,7 +901,7 @@ mod tests {
     #[test]
     fn no_credentials_means_no_request() {
         let t = fake_kms(Rc::default());
-        let no_env = |_: &str| None;
+        let no_env = |n: &str| (n == "ALIBABA_CLOUD_ECS_METADATA_DISABLED").then(|| "true".into());
         let s = Signer::new(&t, &no_env);
         let e = s.public_key(REF, &Options::default()).unwrap_err();
         assert!(matches!(e, SignerError::Credentials(_)));

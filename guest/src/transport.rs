@@ -6,10 +6,20 @@
 use std::fmt;
 use std::time::Duration;
 
+/// HTTPS for KMS and STS; plain HTTP only for the ECS instance metadata service, which is
+/// served on a link-local address without TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scheme {
+    #[default]
+    Https,
+    Http,
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
     pub method: &'static str,
-    /// `host[:port]`; the scheme is always HTTPS for KMS and STS.
+    pub scheme: Scheme,
+    /// `host[:port]`.
     pub authority: String,
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,

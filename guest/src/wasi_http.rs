@@ -1,7 +1,7 @@
 //! The only code that touches the network: requests go out through `wasi:http`, so the host's
 //! sandbox (allow-list, trust roots, pooled connection, timeouts) applies to every one of them.
 
-use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
+use crate::transport::{self, HttpRequest, HttpResponse, Transport, TransportError};
 use std::io::{Read, Write};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -48,7 +48,10 @@ fn start(req: &HttpRequest) -> Result<FutureIncomingResponse, TransportError> {
         .set_method(&method)
         .map_err(|_| other("bad method".into()))?;
     outgoing
-        .set_scheme(Some(&Scheme::Https))
+        .set_scheme(Some(&match req.scheme {
+            transport::Scheme::Https => Scheme::Https,
+            transport::Scheme::Http => Scheme::Http,
+        }))
         .map_err(|_| other("bad scheme".into()))?;
     outgoing
         .set_authority(Some(&req.authority))

@@ -19,6 +19,17 @@ pub const GUEST_ENV_VARS: &[&str] = &[
     "ALICLOUD_ACCESS_KEY_STS_TOKEN",
     "ALIBABA_CLOUD_PROFILE",
     "ALIBABA_CLOUD_CLI_PROFILE_DISABLED",
+    "ALIBABA_CLOUD_ROLE_ARN",
+    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+    "ALIBABA_CLOUD_ROLE_SESSION_NAME",
+    "ALICLOUD_ROLE_SESSION_NAME",
+    STS_ENDPOINT_ENV,
+    "ALIBABA_CLOUD_STS_REGION",
+    "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED",
+    "ALIBABA_CLOUD_ECS_METADATA",
+    "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+    IMDS_ENDPOINT_ENV,
+    CREDENTIALS_URI_ENV,
     "SIGSTORE_ALIBABAKMS_TIMEOUT",
     DEBUG_ENV,
 ];
@@ -28,22 +39,44 @@ pub const GUEST_ENV_VARS: &[&str] = &[
 /// directory appears inside the sandbox.
 struct CredentialFile {
     var: &'static str,
-    default_in_home: &'static str,
+    /// `None`: only where the variable points.
+    default_in_home: Option<&'static str>,
     guest_dir: &'static str,
 }
 
 const CREDENTIAL_FILES: &[CredentialFile] = &[
     CredentialFile {
         var: "ALIBABA_CLOUD_CONFIG_FILE",
-        default_in_home: ".aliyun/config.json",
+        default_in_home: Some(".aliyun/config.json"),
         guest_dir: "/credentials/aliyun-cli",
     },
     CredentialFile {
         var: "ALIBABA_CLOUD_CREDENTIALS_FILE",
-        default_in_home: ".alibabacloud/credentials",
+        default_in_home: Some(".alibabacloud/credentials"),
         guest_dir: "/credentials/alibabacloud",
     },
+    // RRSA: the projected service-account token; re-read on every run (it rotates).
+    CredentialFile {
+        var: "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+        default_in_home: None,
+        guest_dir: "/credentials/oidc",
+    },
 ];
+
+/// Overrides the STS endpoint (host[:port], optionally with `https://`); its host is allowed
+/// because the user named it in their own environment.
+pub const STS_ENDPOINT_ENV: &str = "ALIBABA_CLOUD_STS_ENDPOINT";
+
+/// Overrides the ECS instance metadata endpoint (plain HTTP, `http://host[:port]`).
+pub const IMDS_ENDPOINT_ENV: &str = "ALIBABA_CLOUD_IMDS_ENDPOINT";
+
+/// A URI answering temporary credentials (`http://` or `https://`); its host is allowed with
+/// its scheme and port.
+pub const CREDENTIALS_URI_ENV: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
+
+/// The ECS instance metadata service: plain HTTP on a link-local address, always allowed (it
+/// hands out the instance RAM role's credentials and nothing else).
+pub const DEFAULT_IMDS_HOST: &str = "100.100.100.200";
 
 /// One file shared read-only with the guest: its own directory is preopened (WASI cannot
 /// share a single file), never the home directory.
@@ -67,6 +100,7 @@ pub const ALLOWED_HOSTS_ENV: &str = "SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS";
 pub const ALIBABA_DOMAIN_SUFFIX: &str = ".aliyuncs.com";
 
 const HTTPS_PORT: u16 = 443;
+const HTTP_PORT: u16 = 80;
 
 /// What the guest component may see and reach.
 #[derive(Clone, PartialEq, Eq)]
@@ -92,10 +126,11 @@ impl SandboxPolicy {
             .iter()
             .filter_map(|name| lookup(name).map(|value| (name.to_string(), value)))
             .collect();
-        let hosts = match lookup(ALLOWED_HOSTS_ENV) {
+        let mut hosts = match lookup(ALLOWED_HOSTS_ENV) {
             Some(list) => AllowedHosts::parse(&list)?,
             None => AllowedHosts::default(),
         };
+        hosts.from_env = hosts_named_by_env(&lookup);
         let files = granted_files(&lookup);
         for cf in CREDENTIAL_FILES {
             match files.iter().find(|f| f.var == cf.var) {
@@ -154,7 +189,8 @@ impl fmt::Display for SandboxPolicy {
         writeln!(f, "  (candidates: {})", GUEST_ENV_VARS.join(", "))?;
         writeln!(
             f,
-            "network: HTTPS through wasi:http only; no sockets, no redirects followed"
+            "network: through wasi:http only (HTTPS; plain HTTP only to ECS instance metadata); no \
+             sockets, no redirects followed"
         )?;
         writeln!(
             f,
@@ -162,6 +198,19 @@ impl fmt::Display for SandboxPolicy {
         )?;
         for host in &self.hosts.extra {
             writeln!(f, "  allowed: https://{host}  (from {ALLOWED_HOSTS_ENV})")?;
+        }
+        writeln!(
+            f,
+            "  allowed: http://{DEFAULT_IMDS_HOST}:80  (ECS instance metadata)"
+        )?;
+        for e in &self.hosts.from_env {
+            writeln!(
+                f,
+                "  allowed: {}://{}  (from {})",
+                e.scheme(),
+                e.host,
+                e.var
+            )?;
         }
         if self.files.is_empty() {
             return writeln!(f, "files: none (no directory is shared with the component)");
@@ -189,7 +238,7 @@ fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> Vec<GrantedFile> {
         .filter_map(|cf| {
             let path = match lookup(cf.var).filter(|p| !p.trim().is_empty()) {
                 Some(p) => std::path::PathBuf::from(p.trim()),
-                None => std::path::Path::new(home.as_ref()?).join(cf.default_in_home),
+                None => std::path::Path::new(home.as_ref()?).join(cf.default_in_home?),
             };
             let path = std::fs::canonicalize(&path).ok()?;
             if !path.is_file() {
@@ -213,6 +262,89 @@ fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> Vec<GrantedFile> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllowedHosts {
     pub extra: Vec<HostPort>,
+    /// Endpoints the credential chain's own variables name (the STS and metadata endpoint
+    /// overrides), with the variable that named each. A key URI alone never adds one.
+    pub from_env: Vec<EnvHost>,
+}
+
+/// An endpoint named by one of the user's own credential variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvHost {
+    /// Plain HTTP (the metadata service) rather than HTTPS.
+    pub http: bool,
+    pub host: HostPort,
+    pub var: &'static str,
+}
+
+impl EnvHost {
+    pub fn scheme(&self) -> &'static str {
+        if self.http {
+            "http"
+        } else {
+            "https"
+        }
+    }
+}
+
+/// The endpoints the user's credential variables name. An entry that is not a valid
+/// `host[:port]` is left out: the guest's request to it is then refused with a clear error.
+fn hosts_named_by_env(lookup: &impl Fn(&str) -> Option<String>) -> Vec<EnvHost> {
+    let mut out = Vec::new();
+    if let Some(value) = lookup(STS_ENDPOINT_ENV) {
+        let v = value.trim();
+        let v = v
+            .strip_prefix("https://")
+            .unwrap_or(v)
+            .trim_end_matches('/');
+        if let Ok(host) = HostPort::parse(v) {
+            out.push(EnvHost {
+                http: false,
+                host,
+                var: STS_ENDPOINT_ENV,
+            });
+        }
+    }
+    if let Some(value) = lookup(CREDENTIALS_URI_ENV) {
+        let v = value.trim();
+        let (http, rest) = match (v.strip_prefix("https://"), v.strip_prefix("http://")) {
+            (Some(r), _) => (false, Some(r)),
+            (_, Some(r)) => (true, Some(r)),
+            _ => (false, None),
+        };
+        if let Some(rest) = rest {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let with_port = if authority.ends_with(']') || !authority.contains(':') {
+                format!("{authority}:{}", if http { HTTP_PORT } else { HTTPS_PORT })
+            } else {
+                authority.to_string()
+            };
+            if let Ok(host) = HostPort::parse(&with_port) {
+                out.push(EnvHost {
+                    http,
+                    host,
+                    var: CREDENTIALS_URI_ENV,
+                });
+            }
+        }
+    }
+    if let Some(value) = lookup(IMDS_ENDPOINT_ENV) {
+        let v = value.trim();
+        let v = v.strip_prefix("http://").unwrap_or(v).trim_end_matches('/');
+        // No port means HTTP's 80, not HTTPS's 443.
+        let with_port = if v.ends_with(']') || !v.contains(':') {
+            format!("{v}:80")
+        } else {
+            v.to_string()
+        };
+        if let Ok(host) = HostPort::parse(&with_port) {
+            out.push(EnvHost {
+                http: true,
+                host,
+                var: IMDS_ENDPOINT_ENV,
+            });
+        }
+    }
+    out
 }
 
 impl AllowedHosts {
@@ -224,15 +356,20 @@ impl AllowedHosts {
             .filter(|entry| !entry.is_empty())
             .map(HostPort::parse)
             .collect::<Result<_, _>>()?;
-        Ok(Self { extra })
+        Ok(Self {
+            extra,
+            from_env: Vec::new(),
+        })
     }
 
     /// Whether a request to `uri` may leave the sandbox: scheme https, and host and port
     /// matching an entry. The destination is the URI's authority only.
     pub fn allows(&self, uri: &Uri) -> bool {
-        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
-            return false;
-        }
+        let https = match uri.scheme() {
+            Some(s) if *s == http::uri::Scheme::HTTPS => true,
+            Some(s) if *s == http::uri::Scheme::HTTP => false,
+            _ => return false,
+        };
         let Some(authority) = uri.authority() else {
             return false;
         };
@@ -245,12 +382,26 @@ impl AllowedHosts {
             Some(port) => port,
             // `host:` or an out-of-range port: refuse rather than guess a default.
             None if authority.as_str().len() != authority.host().len() => return false,
-            None => HTTPS_PORT,
+            None if https => HTTPS_PORT,
+            None => HTTP_PORT,
         };
+        if !https {
+            // Plain HTTP only to the metadata service (its default address or
+            // ALIBABA_CLOUD_IMDS_ENDPOINT) and an http:// ALIBABA_CLOUD_CREDENTIALS_URI.
+            return (host == DEFAULT_IMDS_HOST && port == HTTP_PORT)
+                || self
+                    .from_env
+                    .iter()
+                    .any(|e| e.http && e.host.host == host && e.host.port == port);
+        }
         if port == HTTPS_PORT && is_alibaba_host(&host) {
             return true;
         }
         self.extra.iter().any(|e| e.host == host && e.port == port)
+            || self
+                .from_env
+                .iter()
+                .any(|e| !e.http && e.host.host == host && e.host.port == port)
     }
 }
 
@@ -529,6 +680,78 @@ mod tests {
         assert!(shown.contains("https://*.aliyuncs.com:443"), "{shown}");
         assert!(shown.contains("https://emulator.local:8443"), "{shown}");
         assert!(shown.contains("files: none"), "{shown}");
+    }
+
+    #[test]
+    fn the_sts_endpoint_the_user_names_is_allowed_and_printed() {
+        let p = policy(&[(STS_ENDPOINT_ENV, "https://sts.internal.example:8443/")]).unwrap();
+        assert!(allows(&p.hosts, "https://sts.internal.example:8443/"));
+        assert!(!allows(&p.hosts, "http://sts.internal.example:8443/"));
+        assert!(!allows(&p.hosts, "https://sts.internal.example/"));
+        assert!(p.to_string().contains(
+            "allowed: https://sts.internal.example:8443  (from ALIBABA_CLOUD_STS_ENDPOINT)"
+        ));
+        assert!(p.env_names().any(|n| n == STS_ENDPOINT_ENV));
+        // The metadata endpoint is plain HTTP, its own port only.
+        let p = policy(&[(IMDS_ENDPOINT_ENV, "http://127.0.0.1:8080")]).unwrap();
+        assert!(allows(&p.hosts, "http://127.0.0.1:8080/latest/api/token"));
+        assert!(!allows(&p.hosts, "https://127.0.0.1:8080/"));
+        assert!(!allows(&p.hosts, "http://127.0.0.1:8081/"));
+        assert!(p
+            .to_string()
+            .contains("allowed: http://127.0.0.1:8080  (from ALIBABA_CLOUD_IMDS_ENDPOINT)"));
+        let p = policy(&[(IMDS_ENDPOINT_ENV, "metadata.local")]).unwrap();
+        assert!(allows(&p.hosts, "http://metadata.local/"));
+        // The default metadata address, over HTTP on port 80 only; no other plain HTTP.
+        let p = policy(&[]).unwrap();
+        assert!(allows(&p.hosts, "http://100.100.100.200/latest/api/token"));
+        assert!(allows(&p.hosts, "http://100.100.100.200:80/"));
+        assert!(!allows(&p.hosts, "http://100.100.100.200:8080/"));
+        assert!(!allows(&p.hosts, "https://100.100.100.200/"));
+        assert!(!allows(&p.hosts, "http://kms.cn-hangzhou.aliyuncs.com/"));
+        let p = policy(&[(ALLOWED_HOSTS_ENV, "emulator.local:8443")]).unwrap();
+        assert!(!allows(&p.hosts, "http://emulator.local:8443/"));
+        // The credentials URI's host, with its own scheme and port.
+        let p = policy(&[(CREDENTIALS_URI_ENV, "http://creds.local:9000/v1/creds?t=x")]).unwrap();
+        assert!(allows(&p.hosts, "http://creds.local:9000/v1/creds?t=x"));
+        assert!(!allows(&p.hosts, "https://creds.local:9000/"));
+        let p = policy(&[(CREDENTIALS_URI_ENV, "https://creds.local/path")]).unwrap();
+        assert!(allows(&p.hosts, "https://creds.local/path"));
+        assert!(!allows(&p.hosts, "http://creds.local/path"));
+        assert!(p
+            .to_string()
+            .contains("allowed: https://creds.local:443  (from ALIBABA_CLOUD_CREDENTIALS_URI)"));
+        // Nonsense is simply not allowed.
+        assert!(policy(&[(STS_ENDPOINT_ENV, "a b/c")])
+            .unwrap()
+            .hosts
+            .from_env
+            .is_empty());
+    }
+
+    #[test]
+    fn the_oidc_token_file_is_shared_read_only_by_its_directory() {
+        let dir = std::env::temp_dir().join(format!("policy-oidc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "jwt").unwrap();
+        let p = policy(&[("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token.to_str().unwrap())]).unwrap();
+        let f = p
+            .files
+            .iter()
+            .find(|f| f.var == "ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+            .unwrap();
+        assert_eq!(f.guest_path, "/credentials/oidc/token");
+        assert_eq!(f.host_dir, std::fs::canonicalize(&dir).unwrap());
+        assert!(p.env.contains(&(
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE".to_string(),
+            "/credentials/oidc/token".to_string()
+        )));
+        // No default location: without the variable nothing is shared.
+        assert!(policy(&[("HOME", dir.to_str().unwrap())])
+            .unwrap()
+            .files
+            .is_empty());
     }
 
     #[test]

@@ -17,8 +17,12 @@ pub const CLI_ID: &str = "LTAI5tCliProfileKey";
 pub const CLI_SECRET: &str = "cli-profile-secret-value";
 pub const INI_ID: &str = "LTAI5tIniFileKey";
 pub const INI_SECRET: &str = "ini-file-secret-value";
+/// The OIDC (RRSA) token the emulator's STS accepts.
+pub const OIDC_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJlMmUifQ.b2lkYy10b2tlbi1zaWc";
 /// Values that must never appear on the plugin's stdout or stderr, in any run.
-const SECRETS: &[&str] = &[AK_SECRET, STS_SECRET, STS_TOKEN, CLI_SECRET, INI_SECRET];
+const SECRETS: &[&str] = &[
+    AK_SECRET, STS_SECRET, STS_TOKEN, CLI_SECRET, INI_SECRET, OIDC_TOKEN,
+];
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sigstore-kms-alibabakms");
 
@@ -79,6 +83,9 @@ pub fn env_for(emu: &Emulator) -> Vec<(String, String)> {
             emu.ca_pem_path().display().to_string(),
         ),
         ("SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS".into(), emu.endpoint()),
+        // Tests never reach the real metadata address (100.100.100.200); the ECS tests
+        // remove this and point ALIBABA_CLOUD_IMDS_ENDPOINT at the emulator.
+        ("ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(), "true".into()),
     ]
 }
 

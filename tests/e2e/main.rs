@@ -6,7 +6,9 @@ mod harness;
 
 mod budget;
 mod credentials;
+mod credentials_remote;
 mod errors;
 mod flow;
 mod keys;
+mod proxy;
 mod reliability;

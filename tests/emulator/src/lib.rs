@@ -21,6 +21,13 @@
 //! * Tests can make it misbehave like a real region: inject throttling, 5xx, hangs, delays and
 //!   connection resets per action ([`Emulator::inject`]), add a round-trip latency
 //!   ([`Emulator::set_latency`]) and list key versions in any order ([`VersionOrder`]).
+//! * STS 2015-04-01 `AssumeRoleWithOIDC` (and `AssumeRole`, signed with ACS3 or the legacy V1
+//!   HMAC-SHA1 of [`v1_verify`]) is served on the same HTTPS server (dispatched by
+//!   `x-acs-version`; [`sts`], [`EmulatorConfig::oidc_role`], [`Emulator::sts_endpoint`]):
+//!   anonymous, strict about role, provider, token and its expiry; the credentials it issues
+//!   are accepted by the KMS side with their token until their `Expiration`.
+//! * An ECS instance metadata service on a plain-HTTP loopback listener of its own ([`imds`],
+//!   [`EmulatorConfig::ecs_role`], [`Emulator::imds_endpoint`]), enforcing the IMDSv2 token.
 //! * It counts requests per action, connections, TLS handshakes and injected faults, and
 //!   records what each request carried (the newest 10 000 by default), so tests can hold a
 //!   client to its round-trip budget.
@@ -54,10 +61,13 @@ pub mod actions;
 pub mod clock;
 pub mod error;
 pub mod fault;
+pub mod imds;
 mod rsa_pool;
 mod server;
 pub mod state;
+pub mod sts;
 mod tls;
+pub mod v1_verify;
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
@@ -74,6 +84,7 @@ pub use error::{ApiError, ErrorKind};
 pub use fault::{Fault, FaultRule};
 pub use server::{RecordedRequest, Stats};
 pub use state::{KeyState, VersionOrder};
+pub use sts::OidcRole;
 
 use server::{lock, Shared};
 use state::State;
@@ -93,6 +104,14 @@ pub struct EmulatorConfig {
     pub listen: SocketAddr,
     /// Long-term AccessKeys and STS credentials the gateway accepts.
     pub credentials: Vec<Credential>,
+    /// Roles STS `AssumeRoleWithOIDC` lets a token holder assume ([`sts`]).
+    pub oidc_roles: Vec<OidcRole>,
+    /// Roles STS `AssumeRole` lets any known AccessKey assume ([`sts`]).
+    pub ram_roles: Vec<String>,
+    /// The RAM role attached to the "instance" whose metadata service [`imds`] emulates.
+    pub ecs_role: Option<String>,
+    /// Whether the metadata listener also serves [`imds::CREDENTIALS_URI_PATH`].
+    pub credentials_uri: bool,
     /// KMS instance ids `CreateKey` accepts as `DKMSInstanceId`.
     pub kms_instance_ids: Vec<String>,
     /// Used in ARNs.
@@ -127,6 +146,10 @@ impl Default for EmulatorConfig {
                 DEFAULT_ACCESS_KEY_SECRET,
             )],
             kms_instance_ids: vec![DEFAULT_KMS_INSTANCE_ID.to_string()],
+            oidc_roles: Vec::new(),
+            ecs_role: None,
+            credentials_uri: false,
+            ram_roles: Vec::new(),
             region: "cn-hangzhou".to_string(),
             account_id: "1234567890123456".to_string(),
             clock_offset_secs: 0,
@@ -168,6 +191,61 @@ impl EmulatorConfig {
     ) -> Self {
         self.credentials
             .push(Credential::sts(id, secret, token, expiration));
+        self
+    }
+
+    /// A role STS `AssumeRoleWithOIDC` lets the holder of `token`, issued by `provider_arn`,
+    /// assume; the credentials it returns work with KMS.
+    pub fn oidc_role(
+        mut self,
+        role_arn: impl Into<String>,
+        provider_arn: impl Into<String>,
+        token: impl Into<String>,
+    ) -> Self {
+        self.oidc_roles.push(OidcRole {
+            role_arn: role_arn.into(),
+            provider_arn: provider_arn.into(),
+            token: token.into(),
+            token_expires: None,
+        });
+        self
+    }
+
+    /// As [`EmulatorConfig::oidc_role`], with a token that expires at `expires` (in the past:
+    /// `AuthenticationFail.OIDCToken.Expired`).
+    pub fn oidc_role_expiring(
+        mut self,
+        role_arn: impl Into<String>,
+        provider_arn: impl Into<String>,
+        token: impl Into<String>,
+        expires: SystemTime,
+    ) -> Self {
+        self.oidc_roles.push(OidcRole {
+            role_arn: role_arn.into(),
+            provider_arn: provider_arn.into(),
+            token: token.into(),
+            token_expires: Some(expires),
+        });
+        self
+    }
+
+    /// A role STS `AssumeRole` (ACS3-signed by any AccessKey the emulator knows) may assume;
+    /// the credentials it returns work with KMS.
+    pub fn ram_role(mut self, role_arn: impl Into<String>) -> Self {
+        self.ram_roles.push(role_arn.into());
+        self
+    }
+
+    /// Serves an `ALIBABA_CLOUD_CREDENTIALS_URI` endpoint ([`Emulator::credentials_uri`]).
+    pub fn credentials_uri(mut self) -> Self {
+        self.credentials_uri = true;
+        self
+    }
+
+    /// Attaches RAM role `name` to the emulated ECS instance: its metadata service
+    /// ([`Emulator::imds_endpoint`]) then hands out STS credentials that KMS accepts.
+    pub fn ecs_role(mut self, name: impl Into<String>) -> Self {
+        self.ecs_role = Some(name.into());
         self
     }
 
@@ -238,6 +316,7 @@ pub struct Emulator {
     temp_dir: PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    imds: imds::ImdsServer,
 }
 
 impl Emulator {
@@ -263,6 +342,8 @@ impl Emulator {
         for c in &cfg.credentials {
             state.credentials.insert(c.access_key_id.clone(), c.clone());
         }
+        state.oidc_roles = cfg.oidc_roles.clone();
+        state.ram_roles = cfg.ram_roles.iter().cloned().collect();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             nonces: Mutex::new(NonceCache::default()),
@@ -301,7 +382,10 @@ impl Emulator {
                 // Dropping the runtime here cancels open connections.
             })?;
 
+        let imds =
+            imds::ImdsServer::start(shared.clone(), cfg.ecs_role.clone(), cfg.credentials_uri)?;
         Ok(Emulator {
+            imds,
             shared,
             addr,
             ca_pem: tls.ca_pem,
@@ -315,6 +399,25 @@ impl Emulator {
     /// `127.0.0.1:PORT`: the ENDPOINT of `alibabakms://ENDPOINT/...` key URIs.
     pub fn endpoint(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `127.0.0.1:PORT` for `ALIBABA_CLOUD_STS_ENDPOINT`: STS is served by the same HTTPS
+    /// server ([`sts`]), told apart by `x-acs-version: 2015-04-01`. Its requests are counted
+    /// in [`Emulator::stats`] under their action (e.g. `AssumeRoleWithOIDC`).
+    pub fn sts_endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT` for `ALIBABA_CLOUD_IMDS_ENDPOINT`: the ECS metadata service, on a
+    /// plain-HTTP listener of its own ([`imds`]).
+    pub fn imds_endpoint(&self) -> String {
+        format!("http://{}", self.imds.addr())
+    }
+
+    /// `http://127.0.0.1:PORT/credentials-uri` for `ALIBABA_CLOUD_CREDENTIALS_URI` (served when
+    /// [`EmulatorConfig::credentials_uri`] is set, else 404).
+    pub fn credentials_uri(&self) -> String {
+        format!("{}{}", self.imds_endpoint(), imds::CREDENTIALS_URI_PATH)
     }
 
     pub fn addr(&self) -> SocketAddr {

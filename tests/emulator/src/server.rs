@@ -43,6 +43,8 @@ pub struct Stats {
     pub faults_injected: u64,
     /// The same per [`crate::Fault::kind`].
     pub faults_per_kind: HashMap<String, u64>,
+    /// Requests to the ECS metadata listener ([`crate::imds`]), refused ones included.
+    pub imds_requests: u64,
 }
 
 impl Stats {
@@ -450,6 +452,59 @@ fn admit(shared: &Shared, body: &[u8], ex: &mut Exchange) -> Result<Admitted, Ap
         )));
     }
 
+    // STS shares the server; `x-acs-version` says which product a request is for.
+    let version = ex
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-acs-version")
+        .map(|(_, v)| v.as_str());
+    // The legacy V1 signature (HMAC-SHA1, parameters only), as the credential libraries
+    // sign STS AssumeRole; accepted for STS and KMS alike.
+    let mut all_params =
+        crate::acs3_verify::decode_query(ex.path_and_query.split_once('?').map_or("", |(_, q)| q));
+    let form = ex
+        .headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        all_params.extend(crate::acs3_verify::decode_query(&String::from_utf8_lossy(
+            body,
+        )));
+    }
+    if crate::v1_verify::is_v1(&all_params) {
+        let now = shared.clock.now();
+        let v = crate::v1_verify::verify_v1(&ex.method, &all_params, now, |ak| {
+            lock(&shared.state).credentials.get(ak).cloned()
+        })?;
+        ex.params = all_params.clone();
+        ex.action = v.action.clone();
+        ex.access_key_id = Some(v.access_key_id.clone());
+        lock(&shared.nonces).check_and_record(&v.nonce, v.date, now)?;
+        let action = if v.version == crate::sts::STS_VERSION {
+            crate::sts::signed_action(&v.action)
+        } else if v.version == KMS_VERSION {
+            actions::find(&v.action)
+        } else {
+            None
+        }
+        .ok_or_else(|| {
+            ApiError::api_not_found(format!(
+                "No action {:?} in version {:?}.",
+                v.action, v.version
+            ))
+        })?;
+        return Ok(Admitted {
+            action,
+            params: all_params,
+        });
+    }
+    if version == Some(crate::sts::STS_VERSION) && ex.action != "AssumeRole" {
+        let (action, params) =
+            crate::sts::admit(&ex.method, &ex.path_and_query, &ex.headers, body)?;
+        ex.params = params.clone();
+        return Ok(Admitted { action, params });
+    }
+
     let now = shared.clock.now();
     let verified = verify_acs3(
         &ex.method,
@@ -463,6 +518,15 @@ fn admit(shared: &Shared, body: &[u8], ex: &mut Exchange) -> Result<Admitted, Ap
     ex.access_key_id = Some(verified.access_key_id.clone());
     lock(&shared.nonces).check_and_record(&verified.nonce, verified.date, now)?;
 
+    if verified.version == crate::sts::STS_VERSION {
+        let action = crate::sts::signed_action(&verified.action).ok_or_else(|| {
+            ApiError::api_not_found(format!("STS has no signed action {:?}.", verified.action))
+        })?;
+        return Ok(Admitted {
+            action,
+            params: verified.params,
+        });
+    }
     if verified.version != KMS_VERSION {
         return Err(ApiError::api_not_found(format!(
             "Product Kms has no version {:?} (use {KMS_VERSION}).",

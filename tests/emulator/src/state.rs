@@ -371,6 +371,10 @@ pub struct State {
     pub aliases: BTreeMap<String, String>,
     pub kms_instances: BTreeSet<String>,
     pub credentials: HashMap<String, Credential>,
+    /// Roles STS `AssumeRoleWithOIDC` may assume ([`crate::sts`]).
+    pub oidc_roles: Vec<crate::sts::OidcRole>,
+    /// Roles STS `AssumeRole` may assume.
+    pub ram_roles: BTreeSet<String>,
     /// Aliases per region (DOC-LIMITS default: 300).
     pub max_aliases: usize,
     /// How ListKeyVersions orders versions.
@@ -435,6 +439,8 @@ impl State {
             aliases: BTreeMap::new(),
             kms_instances: BTreeSet::new(),
             credentials: HashMap::new(),
+            oidc_roles: Vec::new(),
+            ram_roles: BTreeSet::new(),
             max_aliases: 300,
             version_order: VersionOrder::default(),
             shuffle_seed: {

@@ -2,7 +2,12 @@
 //! tried in the official order. Each provider either yields credentials, says why it was
 //! skipped, or fails; when none yields, the error lists every source and why, never a value.
 
+use crate::transport::Transport;
 use std::fmt;
+
+mod imds;
+mod sts;
+mod uri;
 
 /// An AccessKey pair, with an STS token when the key is temporary.
 #[derive(Clone, PartialEq, Eq)]
@@ -92,16 +97,28 @@ type Provider<'a> = (
     &'a dyn Fn() -> Result<Found, CredentialsError>,
 );
 
-/// Walks the chain in the official order and returns the first credentials found.
-pub fn resolve(env: EnvLookup<'_>) -> Result<Credentials, CredentialsError> {
-    let providers: [Provider<'_>; 4] = [
+/// Walks the chain in the official order and returns the first credentials found. Network
+/// sources (STS) go through `transport`.
+pub fn resolve(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+) -> Result<Credentials, CredentialsError> {
+    let now = std::time::SystemTime::now();
+    let providers: [Provider<'_>; 7] = [
         ("environment", &|| {
-            env_keys(
+            let found = env_keys(
                 env,
                 "ALIBABA_CLOUD_ACCESS_KEY_ID",
                 "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
                 "ALIBABA_CLOUD_SECURITY_TOKEN",
-            )
+            )?;
+            // Static keys with a role ARN: assume the role with them (as the ACK chain does).
+            match (found, var(env, "ALIBABA_CLOUD_ROLE_ARN")) {
+                (Found::Yes(keys), Some(role)) => {
+                    sts::assume_role(env, transport, now, &keys, &role, None).map(Found::Yes)
+                }
+                (found, _) => Ok(found),
+            }
         }),
         ("environment (legacy names)", &|| {
             env_keys(
@@ -111,8 +128,15 @@ pub fn resolve(env: EnvLookup<'_>) -> Result<Credentials, CredentialsError> {
                 "ALICLOUD_ACCESS_KEY_STS_TOKEN",
             )
         }),
-        ("Aliyun CLI profile", &|| cli_profile(env)),
-        ("credentials file", &|| credentials_file(env)),
+        ("RRSA/OIDC", &|| sts::oidc(env, transport, now)),
+        ("Aliyun CLI profile", &|| cli_profile(env, transport, now)),
+        ("credentials file", &|| {
+            credentials_file(env, transport, now)
+        }),
+        ("ECS RAM role", &|| imds::ecs_ram_role(env, transport)),
+        ("credentials URI", &|| {
+            uri::credentials_uri(env, transport, now)
+        }),
     ];
     let mut skipped = Vec::new();
     for (name, provider) in providers {
@@ -184,10 +208,22 @@ struct CliProfile {
     access_key_secret: String,
     #[serde(default)]
     sts_token: String,
+    #[serde(default)]
+    ram_role_arn: String,
+    #[serde(default)]
+    ram_session_name: String,
+    #[serde(default)]
+    ram_role_name: String,
+    #[serde(default)]
+    source_profile: String,
 }
 
 /// `~/.aliyun/config.json`, as written by `aliyun configure`.
-fn cli_profile(env: EnvLookup<'_>) -> Result<Found, CredentialsError> {
+fn cli_profile(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+    now: std::time::SystemTime,
+) -> Result<Found, CredentialsError> {
     const VAR: &str = "ALIBABA_CLOUD_CONFIG_FILE";
     if var(env, "ALIBABA_CLOUD_CLI_PROFILE_DISABLED")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -207,49 +243,139 @@ fn cli_profile(env: EnvLookup<'_>) -> Result<Found, CredentialsError> {
         ))
     })?;
     let name = profile_name(env, &config.current);
-    let profile = config
-        .profiles
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| {
-            CredentialsError(format!(
-                "{path} has no profile {name:?} (chosen by {}); profiles: {}",
-                if var(env, "ALIBABA_CLOUD_PROFILE").is_some() {
-                    "ALIBABA_CLOUD_PROFILE"
-                } else {
-                    "its \"current\" field"
-                },
-                config
-                    .profiles
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-    let source = format!(
-        "Aliyun CLI profile {name:?} in {path} (mode {})",
-        profile.mode
-    );
-    let token = match profile.mode.as_str() {
-        "AK" => None,
-        "StsToken" => Some(profile.sts_token.clone()).filter(|t| !t.is_empty()).map(Some).ok_or_else(|| {
-            CredentialsError(format!("{source} has no sts_token"))
-        })?,
-        other => {
-            return Err(CredentialsError(format!(
-                "profile {name:?} in {path} uses mode {other:?}, which this plugin does not support \
-                 yet (supported: AK, StsToken); set ALIBABA_CLOUD_ACCESS_KEY_ID and \
-                 ALIBABA_CLOUD_ACCESS_KEY_SECRET or choose another profile with ALIBABA_CLOUD_PROFILE"
-            )))
-        }
+    let chosen_by = if var(env, "ALIBABA_CLOUD_PROFILE").is_some() {
+        "ALIBABA_CLOUD_PROFILE"
+    } else {
+        "its \"current\" field"
     };
-    keys_from(
-        &source,
-        &profile.access_key_id,
-        &profile.access_key_secret,
-        token,
-    )
+    let cli = Cli {
+        env,
+        transport,
+        now,
+        config: &config,
+        path: &path,
+    };
+    cli.profile(&name, chosen_by, &mut Vec::new())
+        .map(Found::Yes)
+}
+
+/// One loaded Aliyun CLI config, resolving profiles (and their source profiles).
+struct Cli<'a> {
+    env: EnvLookup<'a>,
+    transport: &'a dyn Transport,
+    now: std::time::SystemTime,
+    config: &'a CliConfig,
+    path: &'a str,
+}
+
+/// How deep `ChainableRamRoleArn` profiles may chain (each link is one AssumeRole).
+const MAX_PROFILE_CHAIN: usize = 5;
+
+impl Cli<'_> {
+    fn profile(
+        &self,
+        name: &str,
+        chosen_by: &str,
+        visited: &mut Vec<String>,
+    ) -> Result<Credentials, CredentialsError> {
+        let (env, path) = (self.env, self.path);
+        if visited.iter().any(|v| v == name) {
+            return Err(CredentialsError(format!(
+                "profiles in {path} chain in a loop: {} -> {name}",
+                visited.join(" -> ")
+            )));
+        }
+        if visited.len() >= MAX_PROFILE_CHAIN {
+            return Err(CredentialsError(format!(
+                "profiles in {path} chain more than {MAX_PROFILE_CHAIN} deep: {}",
+                visited.join(" -> ")
+            )));
+        }
+        visited.push(name.to_string());
+        let profile = self
+            .config
+            .profiles
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| {
+                CredentialsError(format!(
+                    "{path} has no profile {name:?} (chosen by {chosen_by}); profiles: {}",
+                    self.config
+                        .profiles
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        let source = format!(
+            "Aliyun CLI profile {name:?} in {path} (mode {})",
+            profile.mode
+        );
+        let keys = |token: Option<String>| -> Result<Credentials, CredentialsError> {
+            match keys_from(
+                &source,
+                &profile.access_key_id,
+                &profile.access_key_secret,
+                token,
+            )? {
+                Found::Yes(c) => Ok(c),
+                Found::Skipped(why) => Err(CredentialsError(why)),
+            }
+        };
+        let assume = |with: Credentials| {
+            if profile.ram_role_arn.trim().is_empty() {
+                return Err(CredentialsError(format!("{source} has no ram_role_arn")));
+            }
+            let session = Some(profile.ram_session_name.trim()).filter(|s| !s.is_empty());
+            sts::assume_role(
+                env,
+                self.transport,
+                self.now,
+                &with,
+                profile.ram_role_arn.trim(),
+                session,
+            )
+        };
+        match profile.mode.as_str() {
+            "AK" => keys(None),
+            "StsToken" => {
+                let token = Some(profile.sts_token.clone()).filter(|t| !t.is_empty());
+                if token.is_none() {
+                    return Err(CredentialsError(format!("{source} has no sts_token")));
+                }
+                keys(token)
+            }
+            "RamRoleArn" => assume(keys(
+                Some(profile.sts_token.clone()).filter(|t| !t.is_empty()),
+            )?),
+            "EcsRamRole" => {
+                let role = Some(profile.ram_role_name.trim().to_string()).filter(|r| !r.is_empty());
+                match imds::fetch(env, self.transport, role)? {
+                    Found::Yes(c) => Ok(Credentials {
+                        source: format!("{} for {source}", c.source),
+                        ..c
+                    }),
+                    Found::Skipped(why) => Err(CredentialsError(format!("{source}: {why}"))),
+                }
+            }
+            "ChainableRamRoleArn" => {
+                let from = profile.source_profile.trim();
+                if from.is_empty() {
+                    return Err(CredentialsError(format!("{source} has no source_profile")));
+                }
+                let base = self.profile(from, &format!("source_profile of {name:?}"), visited)?;
+                assume(base)
+            }
+            other => Err(CredentialsError(format!(
+                "profile {name:?} in {path} uses mode {other:?}, which this plugin does not \
+                 support yet (supported: AK, StsToken, RamRoleArn, EcsRamRole, \
+                 ChainableRamRoleArn); set ALIBABA_CLOUD_ACCESS_KEY_ID and \
+                 ALIBABA_CLOUD_ACCESS_KEY_SECRET or choose another profile with \
+                 ALIBABA_CLOUD_PROFILE"
+            ))),
+        }
+    }
 }
 
 fn keys_from(
@@ -272,7 +398,11 @@ fn keys_from(
 }
 
 /// `~/.alibabacloud/credentials`: an INI file with one section per profile.
-fn credentials_file(env: EnvLookup<'_>) -> Result<Found, CredentialsError> {
+fn credentials_file(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+    now: std::time::SystemTime,
+) -> Result<Found, CredentialsError> {
     const VAR: &str = "ALIBABA_CLOUD_CREDENTIALS_FILE";
     let Some((path, text)) = read_named_file(env, VAR)? else {
         return Ok(Found::Skipped(format!(
@@ -298,12 +428,38 @@ fn credentials_file(env: EnvLookup<'_>) -> Result<Found, CredentialsError> {
             get("access_key_secret"),
             None,
         ),
+        "ram_role_arn" => {
+            let Found::Yes(keys) = keys_from(
+                &source,
+                get("access_key_id"),
+                get("access_key_secret"),
+                None,
+            )?
+            else {
+                unreachable!("keys_from yields or fails")
+            };
+            if get("role_arn").is_empty() {
+                return Err(CredentialsError(format!("{source} has no role_arn")));
+            }
+            let session = Some(get("role_session_name")).filter(|s| !s.is_empty());
+            sts::assume_role(env, transport, now, &keys, get("role_arn"), session).map(Found::Yes)
+        }
+        "ecs_ram_role" => {
+            let role = Some(get("role_name").to_string()).filter(|r| !r.is_empty());
+            match imds::fetch(env, transport, role)? {
+                Found::Yes(c) => Ok(Found::Yes(Credentials {
+                    source: format!("{} for {source}", c.source),
+                    ..c
+                })),
+                Found::Skipped(why) => Err(CredentialsError(format!("{source}: {why}"))),
+            }
+        }
         "" => Err(CredentialsError(format!(
             "{source} has no type (expected type = access_key)"
         ))),
         other => Err(CredentialsError(format!(
             "{source} has type {other:?}, which this plugin does not support yet (supported: \
-             access_key)"
+             access_key, ram_role_arn, ecs_ram_role)"
         ))),
     }
 }
@@ -340,6 +496,22 @@ fn ini_section(text: &str, wanted: &str) -> Option<Vec<(String, String)>> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// The chain off ECS: the metadata service does not answer, nothing else is asked.
+    fn resolve(env: EnvLookup<'_>) -> Result<Credentials, CredentialsError> {
+        let t = crate::transport::mock::MockTransport::new(|r| {
+            assert_eq!(
+                r.authority,
+                imds::DEFAULT_ENDPOINT,
+                "unexpected request {r:?}"
+            );
+            Err(crate::transport::TransportError::Connect {
+                authority: r.authority.clone(),
+                detail: "unreachable".into(),
+            })
+        });
+        super::resolve(env, &t)
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs
@@ -409,7 +581,7 @@ mod tests {
     const CLI: &str = r#"{"current":"dev","profiles":[
         {"name":"dev","mode":"AK","access_key_id":"cli-id","access_key_secret":"cli-secret"},
         {"name":"sts","mode":"StsToken","access_key_id":"STS.x","access_key_secret":"s","sts_token":"t"},
-        {"name":"role","mode":"RamRoleArn","access_key_id":"a","access_key_secret":"b","ram_role_arn":"acs:ram::1:role/r"}]}"#;
+        {"name":"role","mode":"CloudSSO","access_key_id":"a","access_key_secret":"b"}]}"#;
 
     #[test]
     fn reads_the_aliyun_cli_profile_named_by_current_or_the_variable() {
@@ -446,7 +618,7 @@ mod tests {
         ]))
         .unwrap_err()
         .0;
-        assert!(e.contains("RamRoleArn"), "{e}");
+        assert!(e.contains("CloudSSO"), "{e}");
         let e = resolve(&env(&[
             ("ALIBABA_CLOUD_CONFIG_FILE", &path),
             ("ALIBABA_CLOUD_PROFILE", "nope"),
@@ -461,7 +633,7 @@ mod tests {
 
     #[test]
     fn reads_the_credentials_file_after_the_cli_profile() {
-        let ini = temp_file("credentials", "# comment\n[default]\ntype = access_key\naccess_key_id = \"ini-id\"\naccess_key_secret = ini-secret ; note\n[other]\ntype = ecs_ram_role\n");
+        let ini = temp_file("credentials", "# comment\n[default]\ntype = access_key\naccess_key_id = \"ini-id\"\naccess_key_secret = ini-secret ; note\n[other]\ntype = external\n");
         let c = resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini)])).unwrap();
         assert_eq!(
             (c.access_key_id.as_str(), c.access_key_secret.as_str()),
@@ -483,7 +655,7 @@ mod tests {
         ]))
         .unwrap_err()
         .0;
-        assert!(e.contains("ecs_ram_role"), "{e}");
+        assert!(e.contains("\"external\""), "{e}");
     }
 
     #[test]

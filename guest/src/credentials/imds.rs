@@ -1,0 +1,339 @@
+//! ECS instance RAM role: temporary credentials from the instance metadata service over plain
+//! HTTP (reference §4.5), with the IMDSv2 session token. Short timeouts: off ECS nothing
+//! answers at the metadata address, and the chain must fail fast there.
+
+use super::{var, Credentials, CredentialsError, EnvLookup, Found};
+use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportError};
+use std::time::Duration;
+
+pub const DEFAULT_ENDPOINT: &str = "100.100.100.200";
+/// For connecting and for the first byte of each answer (CRED-GO uses 1 s as well).
+pub const TIMEOUT: Duration = Duration::from_secs(1);
+const TOKEN_TTL_SECONDS: &str = "21600";
+const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
+
+/// `ALIBABA_CLOUD_IMDS_ENDPOINT` (`http://` and a trailing `/` dropped), else 100.100.100.200.
+pub fn endpoint(env: EnvLookup<'_>) -> String {
+    match var(env, "ALIBABA_CLOUD_IMDS_ENDPOINT") {
+        Some(e) => e
+            .strip_prefix("http://")
+            .unwrap_or(&e)
+            .trim_end_matches('/')
+            .to_string(),
+        None => DEFAULT_ENDPOINT.to_string(),
+    }
+}
+
+fn get(authority: &str, path: &str, token: Option<&str>) -> HttpRequest {
+    let mut headers = vec![("accept".to_string(), "*/*".to_string())];
+    if let Some(t) = token {
+        headers.push(("x-aliyun-ecs-metadata-token".into(), t.to_string()));
+    }
+    HttpRequest {
+        method: "GET",
+        scheme: Scheme::Http,
+        authority: authority.to_string(),
+        path_and_query: path.to_string(),
+        headers,
+        body: Vec::new(),
+        timeout: Some(TIMEOUT),
+    }
+}
+
+pub fn ecs_ram_role(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+) -> Result<Found, CredentialsError> {
+    if var(env, "ALIBABA_CLOUD_ECS_METADATA_DISABLED")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Ok(Found::Skipped(
+            "disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(),
+        ));
+    }
+    fetch(env, transport, var(env, "ALIBABA_CLOUD_ECS_METADATA"))
+}
+
+/// The credentials of `role` (discovered when `None`) from the metadata service.
+pub fn fetch(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+    role: Option<String>,
+) -> Result<Found, CredentialsError> {
+    let host = endpoint(env);
+    let unreachable = |e: TransportError| {
+        CredentialsError(format!(
+            "no ECS metadata service answered at http://{host} ({e}); outside ECS this is \
+             expected (set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip it)"
+        ))
+    };
+    // IMDSv2 session token. No answer at all: not on ECS, stop here. An HTTP error: the
+    // instance may not offer tokens; go on without one (IMDSv1), as the official chain does.
+    let token_response = transport
+        .send(HttpRequest {
+            method: "PUT",
+            scheme: Scheme::Http,
+            authority: host.clone(),
+            path_and_query: "/latest/api/token".into(),
+            headers: vec![(
+                "x-aliyun-ecs-metadata-token-ttl-seconds".into(),
+                TOKEN_TTL_SECONDS.into(),
+            )],
+            body: Vec::new(),
+            timeout: Some(TIMEOUT),
+        })
+        .map_err(unreachable)?;
+    let token = (token_response.status == 200)
+        .then(|| {
+            String::from_utf8_lossy(&token_response.body)
+                .trim()
+                .to_string()
+        })
+        .filter(|t| !t.is_empty());
+    let token = token.as_deref();
+
+    let role = match role {
+        Some(role) => role,
+        None => {
+            let r = transport
+                .send(get(&host, CREDENTIALS_PATH, token))
+                .map_err(unreachable)?;
+            if r.status == 404 {
+                return Ok(Found::Skipped(format!(
+                    "the instance at http://{host} has no RAM role attached"
+                )));
+            }
+            let body = ok_body(&host, "the RAM role name", &r)?;
+            let name = body.lines().next().unwrap_or("").trim().to_string();
+            if name.is_empty() {
+                return Ok(Found::Skipped(format!(
+                    "the instance at http://{host} has no RAM role attached"
+                )));
+            }
+            name
+        }
+    };
+    if !role
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(CredentialsError(format!(
+            "the ECS RAM role name {role:?} is not a valid role name"
+        )));
+    }
+    let source = format!("ECS RAM role {role} via metadata http://{host}");
+    let r = transport
+        .send(get(&host, &format!("{CREDENTIALS_PATH}{role}"), token))
+        .map_err(unreachable)?;
+    let body = ok_body(&host, &format!("credentials of role {role}"), &r)?;
+    let json: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|_| CredentialsError(format!("{source}: the answer is not JSON")))?;
+    let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    if field("Code") != "Success" {
+        return Err(CredentialsError(format!(
+            "{source}: the metadata service answered Code {:?}",
+            field("Code").chars().take(100).collect::<String>()
+        )));
+    }
+    let (id, secret, sts_token) = (
+        field("AccessKeyId"),
+        field("AccessKeySecret"),
+        field("SecurityToken"),
+    );
+    if id.is_empty() || secret.is_empty() || sts_token.is_empty() {
+        return Err(CredentialsError(format!(
+            "{source}: the answer lacks AccessKeyId, AccessKeySecret or SecurityToken"
+        )));
+    }
+    Ok(Found::Yes(Credentials {
+        access_key_id: id.to_string(),
+        access_key_secret: secret.to_string(),
+        security_token: Some(sts_token.to_string()),
+        source,
+    }))
+}
+
+fn ok_body(host: &str, what: &str, r: &HttpResponse) -> Result<String, CredentialsError> {
+    if r.status != 200 {
+        return Err(CredentialsError(format!(
+            "the ECS metadata service at http://{host} refused {what} with HTTP {}",
+            r.status
+        )));
+    }
+    Ok(String::from_utf8_lossy(&r.body).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::resolve;
+    use super::*;
+    use crate::transport::mock::MockTransport;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    fn text(status: u16, body: &str) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    /// A metadata service with role `EcsSigner`, requiring the IMDSv2 token.
+    fn imds(r: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        assert_eq!(r.scheme, Scheme::Http);
+        assert_eq!(r.timeout, Some(TIMEOUT));
+        let token = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-aliyun-ecs-metadata-token")
+            .map(|(_, v)| v.as_str());
+        match (r.method, r.path_and_query.as_str()) {
+            ("PUT", "/latest/api/token") => text(200, "imds-token"),
+            _ if token != Some("imds-token") => text(401, ""),
+            ("GET", CREDENTIALS_PATH) => text(200, "EcsSigner"),
+            ("GET", "/latest/meta-data/ram/security-credentials/EcsSigner") => text(
+                200,
+                r#"{"AccessKeyId":"STS.ecs","AccessKeySecret":"ecs-secret","SecurityToken":"ecs-token","Expiration":"2030-01-01T00:00:00Z","LastUpdated":"2029-12-31T18:00:00Z","Code":"Success"}"#,
+            ),
+            _ => text(404, ""),
+        }
+    }
+
+    #[test]
+    fn discovers_the_role_and_reads_its_credentials_with_the_token() {
+        let t = MockTransport::new(imds);
+        let c = resolve(&env(&[]), &t).unwrap();
+        assert_eq!(
+            (c.access_key_id.as_str(), c.security_token.as_deref()),
+            ("STS.ecs", Some("ecs-token"))
+        );
+        assert_eq!(
+            c.source,
+            "ECS RAM role EcsSigner via metadata http://100.100.100.200"
+        );
+        let sent = t.sent.borrow();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[0].authority, "100.100.100.200");
+        assert!(sent[0].headers.contains(&(
+            "x-aliyun-ecs-metadata-token-ttl-seconds".into(),
+            "21600".into()
+        )));
+    }
+
+    #[test]
+    fn a_configured_role_skips_discovery_and_the_endpoint_can_move() {
+        let t = MockTransport::new(imds);
+        let c = resolve(
+            &env(&[
+                ("ALIBABA_CLOUD_ECS_METADATA", "EcsSigner"),
+                ("ALIBABA_CLOUD_IMDS_ENDPOINT", "http://127.0.0.1:8080/"),
+            ]),
+            &t,
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "STS.ecs");
+        assert_eq!(t.sent.borrow().len(), 2);
+        assert_eq!(t.sent.borrow()[1].authority, "127.0.0.1:8080");
+    }
+
+    fn file(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("imds-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn cli_ecs_ram_role_and_ini_ecs_ram_role_read_the_named_role() {
+        // Both name the role, even with the chain's own ECS step disabled.
+        let cli = file(
+            "config.json",
+            r#"{"current":"e","profiles":[{"name":"e","mode":"EcsRamRole","ram_role_name":"EcsSigner"}]}"#,
+        );
+        let t = MockTransport::new(imds);
+        let c = resolve(
+            &env(&[
+                ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+                ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"),
+            ]),
+            &t,
+        )
+        .unwrap();
+        assert_eq!(c.access_key_id, "STS.ecs");
+        assert!(
+            c.source.contains("for Aliyun CLI profile \"e\""),
+            "{}",
+            c.source
+        );
+        assert_eq!(t.sent.borrow().len(), 2, "no discovery");
+
+        let ini = file(
+            "credentials",
+            "[default]\ntype = ecs_ram_role\nrole_name = EcsSigner\n",
+        );
+        let t = MockTransport::new(imds);
+        let c = resolve(
+            &env(&[
+                ("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini),
+                ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"),
+            ]),
+            &t,
+        )
+        .unwrap();
+        assert!(c.source.contains("for credentials file"), "{}", c.source);
+    }
+
+    #[test]
+    fn disabled_or_absent_metadata_is_reported_without_waiting() {
+        let t = MockTransport::new(|r| panic!("unexpected {r:?}"));
+        let e = resolve(&env(&[("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")]), &t)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED"),
+            "{e}"
+        );
+
+        let t = MockTransport::new(|r| {
+            Err(TransportError::Timeout {
+                authority: r.authority.clone(),
+            })
+        });
+        let e = resolve(&env(&[]), &t).unwrap_err().0;
+        assert!(
+            e.contains("no ECS metadata service answered at http://100.100.100.200"),
+            "{e}"
+        );
+        assert_eq!(
+            t.sent.borrow().len(),
+            1,
+            "one try, no discovery after no answer"
+        );
+    }
+
+    #[test]
+    fn refusals_and_bad_answers_are_clear_and_secret_free() {
+        let t = MockTransport::new(|r| match r.method {
+            "PUT" => text(200, "tok"),
+            _ if r.path_and_query == CREDENTIALS_PATH => text(200, "Role"),
+            _ => text(200, r#"{"Code":"Failed","AccessKeySecret":"leak"}"#),
+        });
+        let e = resolve(&env(&[]), &t).unwrap_err().0;
+        assert!(e.contains("Code \"Failed\"") && !e.contains("leak"), "{e}");
+        let t = MockTransport::new(|r| match r.method {
+            "PUT" => text(200, "tok"),
+            _ => text(404, ""),
+        });
+        let e = resolve(&env(&[]), &t).unwrap_err().0;
+        assert!(e.contains("no RAM role attached"), "{e}");
+    }
+}

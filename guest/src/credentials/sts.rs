@@ -1,0 +1,700 @@
+//! RRSA / OIDC: exchanges the OIDC token in `ALIBABA_CLOUD_OIDC_TOKEN_FILE` for temporary
+//! credentials with STS `AssumeRoleWithOIDC` (reference §4.3). The call is anonymous: the
+//! token is the proof, so no AccessKey signs it.
+
+use super::{read_named_file, var, Credentials, CredentialsError, EnvLookup, Found};
+use crate::acs3;
+use crate::kms::format_date;
+use crate::retry;
+use crate::retry::{Clock, RealClock};
+use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportError};
+use std::time::{Duration, SystemTime};
+
+pub const STS_VERSION: &str = "2015-04-01";
+const DURATION_SECONDS: &str = "3600";
+
+/// The STS host: `ALIBABA_CLOUD_STS_ENDPOINT` verbatim (a scheme or trailing `/` is dropped),
+/// else `sts[-vpc].<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com`, else `sts.aliyuncs.com`.
+pub fn endpoint(env: EnvLookup<'_>) -> String {
+    if let Some(e) = var(env, "ALIBABA_CLOUD_STS_ENDPOINT") {
+        let e = e
+            .strip_prefix("https://")
+            .or_else(|| e.strip_prefix("http://"))
+            .unwrap_or(&e);
+        return e.trim_end_matches('/').to_string();
+    }
+    match var(env, "ALIBABA_CLOUD_STS_REGION") {
+        Some(region) => {
+            let vpc = var(env, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            format!("sts{}.{region}.aliyuncs.com", if vpc { "-vpc" } else { "" })
+        }
+        None => "sts.aliyuncs.com".into(),
+    }
+}
+
+/// `ALIBABA_CLOUD_ROLE_SESSION_NAME`, else `ALICLOUD_ROLE_SESSION_NAME`, else
+/// `sigstore-kms-alibabakms-<unix seconds>`.
+pub fn session_name(env: EnvLookup<'_>, now: SystemTime) -> String {
+    var(env, "ALIBABA_CLOUD_ROLE_SESSION_NAME")
+        .or_else(|| var(env, "ALICLOUD_ROLE_SESSION_NAME"))
+        .unwrap_or_else(|| {
+            let secs = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            format!("sigstore-kms-alibabakms-{secs}")
+        })
+}
+
+/// The RRSA/OIDC provider: skipped unless all three variables are set.
+pub fn oidc(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+    now: SystemTime,
+) -> Result<Found, CredentialsError> {
+    const TOKEN_VAR: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
+    let role = var(env, "ALIBABA_CLOUD_ROLE_ARN");
+    let provider = var(env, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN");
+    let token_file = var(env, TOKEN_VAR);
+    let (Some(role), Some(provider), Some(_)) = (role, provider, token_file) else {
+        return Ok(Found::Skipped(format!(
+            "ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and {TOKEN_VAR} are not all \
+             set"
+        )));
+    };
+    // Re-read on every run: the token rotates.
+    let (path, token) = read_named_file(env, TOKEN_VAR)?.expect("the variable is set");
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(CredentialsError(format!("{TOKEN_VAR}={path} is empty")));
+    }
+    let host = endpoint(env);
+    let params = [
+        ("DurationSeconds", DURATION_SECONDS.to_string()),
+        ("OIDCProviderArn", provider),
+        ("OIDCToken", token.to_string()),
+        ("RoleArn", role.clone()),
+        ("RoleSessionName", session_name(env, now)),
+    ];
+    let body = form(&params);
+    let build = |now: SystemTime| HttpRequest {
+        method: "POST",
+        scheme: Scheme::Https,
+        authority: host.clone(),
+        path_and_query: "/".into(),
+        headers: vec![
+            ("x-acs-action".into(), "AssumeRoleWithOIDC".into()),
+            ("x-acs-version".into(), STS_VERSION.into()),
+            ("x-acs-date".into(), format_date(now)),
+            ("x-acs-signature-nonce".into(), nonce()),
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+            ("accept".into(), "application/json".into()),
+        ],
+        body: body.clone().into_bytes(),
+        timeout: None,
+    };
+    let source = format!("RRSA/OIDC role {role} via {host}");
+    let response = send_retrying(transport, "AssumeRoleWithOIDC", now, build).map_err(|e| {
+        CredentialsError(format!(
+            "{source}: STS AssumeRoleWithOIDC got no answer: {e}"
+        ))
+    })?;
+    let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
+    if !(200..300).contains(&response.status) {
+        return Err(CredentialsError(sts_error(
+            &source,
+            "AssumeRoleWithOIDC",
+            response.status,
+            json.as_ref(),
+        )));
+    }
+    credentials_from(&source, json.as_ref()).map(Found::Yes)
+}
+
+/// STS `AssumeRole` signed (ACS3) by `with`, for `role_arn`. `source` names where the role
+/// and the signing key came from.
+pub fn assume_role(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+    now: SystemTime,
+    with: &Credentials,
+    role_arn: &str,
+    session: Option<&str>,
+) -> Result<Credentials, CredentialsError> {
+    let host = endpoint(env);
+    let source = format!("role {role_arn} via {host}, assumed with {}", with.source);
+    let session = session
+        .map(str::to_string)
+        .unwrap_or_else(|| session_name(env, now));
+    let params = [
+        ("DurationSeconds", DURATION_SECONDS.to_string()),
+        ("RoleArn", role_arn.to_string()),
+        ("RoleSessionName", session),
+    ];
+    let query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let build = |now: SystemTime| {
+        let mut headers: Vec<(String, String)> = vec![
+            ("host".into(), host.clone()),
+            ("x-acs-action".into(), "AssumeRole".into()),
+            ("x-acs-version".into(), STS_VERSION.into()),
+            ("x-acs-date".into(), format_date(now)),
+            ("x-acs-signature-nonce".into(), nonce()),
+            (
+                "x-acs-content-sha256".into(),
+                acs3::EMPTY_BODY_SHA256.into(),
+            ),
+            ("accept".into(), "application/json".into()),
+        ];
+        if let Some(token) = &with.security_token {
+            headers.push(("x-acs-accesskey-id".into(), with.access_key_id.clone()));
+            headers.push(("x-acs-security-token".into(), token.clone()));
+        }
+        let header_refs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let authorization = acs3::authorization(
+            &acs3::SignableRequest {
+                method: "POST",
+                path: "/",
+                query: &query,
+                headers: &header_refs,
+                payload_sha256: acs3::EMPTY_BODY_SHA256,
+            },
+            &with.access_key_id,
+            &with.access_key_secret,
+        );
+        headers.retain(|(k, _)| k != "host");
+        headers.push(("authorization".into(), authorization));
+        HttpRequest {
+            method: "POST",
+            scheme: Scheme::Https,
+            authority: host.clone(),
+            path_and_query: format!("/?{}", acs3::canonical_query(&query)),
+            headers,
+            body: Vec::new(),
+            timeout: None,
+        }
+    };
+    let response = send_retrying(transport, "AssumeRole", now, build)
+        .map_err(|e| CredentialsError(format!("{source}: STS AssumeRole got no answer: {e}")))?;
+    let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
+    if !(200..300).contains(&response.status) {
+        return Err(CredentialsError(sts_error(
+            &source,
+            "AssumeRole",
+            response.status,
+            json.as_ref(),
+        )));
+    }
+    credentials_from(&source, json.as_ref())
+}
+
+/// Sends an STS request, built afresh for each attempt (new date and nonce, re-signed), and
+/// retries what the KMS client retries (broken connections, throttling, 5xx) with the same
+/// backoff, within the current deadline.
+fn send_retrying(
+    transport: &dyn Transport,
+    action: &str,
+    start: SystemTime,
+    build: impl Fn(SystemTime) -> HttpRequest,
+) -> Result<HttpResponse, TransportError> {
+    let deadline = retry::current(start);
+    let mut attempt = 0u32;
+    loop {
+        let now = SystemTime::now().max(start);
+        let mut request = build(now);
+        request.timeout = Some(deadline.remaining(now).min(retry::REQUEST_CAP));
+        let outcome = transport.send(request);
+        attempt += 1;
+        let again = match &outcome {
+            Err(e) => retry::retryable_transport(action, e),
+            Ok(r) if (200..300).contains(&r.status) => false,
+            Ok(r) => {
+                let code = serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|j| j.get("Code").and_then(|c| c.as_str()).map(str::to_string))
+                    .unwrap_or_default();
+                retry::retryable_code(action, r.status, &code)
+            }
+        };
+        if !again || attempt >= retry::MAX_ATTEMPTS {
+            return outcome;
+        }
+        let delay = retry::backoff(attempt - 1, retry::random_u64());
+        if deadline.remaining(SystemTime::now()) <= delay + Duration::from_millis(100) {
+            return outcome;
+        }
+        RealClock.sleep(delay);
+    }
+}
+
+/// `a=b&c=d`, percent-encoded as ACS3 does.
+fn form(params: &[(&str, String)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", acs3::percent_encode(k), acs3::percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the platform provides randomness");
+    hex::encode(bytes)
+}
+
+/// A clear message from an STS error body (`Code`, `Message`, `RequestId`), with a hint for
+/// the codes a user can act on. Never includes a request parameter.
+fn sts_error(source: &str, action: &str, status: u16, json: Option<&serde_json::Value>) -> String {
+    let field = |name: &str| {
+        json.and_then(|j| j.get(name))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let code = Some(field("Code"))
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| format!("HTTP{status}"));
+    let message: String = field("Message").chars().take(300).collect();
+    let request_id = field("RequestId");
+    let hint = if code.contains("OIDCToken.Expired") {
+        " The OIDC token in ALIBABA_CLOUD_OIDC_TOKEN_FILE has expired; it is normally rotated \
+         by the cluster (RRSA), check that the file is refreshed."
+    } else if code.contains("OIDCToken") {
+        " The OIDC token in ALIBABA_CLOUD_OIDC_TOKEN_FILE was not accepted; check that it is \
+         the token issued for ALIBABA_CLOUD_OIDC_PROVIDER_ARN."
+    } else if code.starts_with("NoPermission") || code.contains("Role") {
+        " Check the role ARN and that the role's trust policy allows this identity."
+    } else {
+        ""
+    };
+    format!(
+        "{source}: STS {action} failed with HTTP {status} {code}: {message} (RequestId \
+         {request_id}).{hint}"
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsCredentials {
+    access_key_id: String,
+    access_key_secret: String,
+    security_token: String,
+    expiration: String,
+}
+
+/// `Credentials.{AccessKeyId, AccessKeySecret, SecurityToken, Expiration}` of an STS answer.
+fn credentials_from(
+    source: &str,
+    json: Option<&serde_json::Value>,
+) -> Result<Credentials, CredentialsError> {
+    let bad = |why: &str| CredentialsError(format!("{source}: STS answered {why}"));
+    let c = json
+        .and_then(|j| j.get("Credentials"))
+        .ok_or_else(|| bad("without Credentials"))?;
+    let c: StsCredentials = serde_json::from_value(c.clone())
+        .map_err(|_| bad("with incomplete Credentials (expected AccessKeyId, AccessKeySecret, SecurityToken, Expiration)"))?;
+    if c.access_key_id.is_empty() || c.access_key_secret.is_empty() || c.security_token.is_empty() {
+        return Err(bad("with empty Credentials"));
+    }
+    if crate::rfc3339::parse_rfc3339(&c.expiration).is_none() {
+        return Err(bad("with an Expiration that is not a UTC time"));
+    }
+    Ok(Credentials {
+        access_key_id: c.access_key_id,
+        access_key_secret: c.access_key_secret,
+        security_token: Some(c.security_token),
+        source: source.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::resolve;
+    use super::*;
+    use crate::transport::mock::{json, MockTransport};
+    use crate::transport::TransportError;
+    use std::collections::HashMap;
+
+    /// Off ECS: the metadata source is disabled so only STS is asked.
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.insert("ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(), "true".into());
+        move |k| m.get(k).cloned()
+    }
+
+    fn token_file(text: &str) -> String {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("oidc-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    const ROLE: &str = "acs:ram::123:role/signer";
+    const PROVIDER: &str = "acs:ram::123:oidc-provider/ack";
+
+    fn ok_answer() -> Result<crate::transport::HttpResponse, TransportError> {
+        json(
+            200,
+            serde_json::json!({"RequestId": "R", "Credentials": {
+                "AccessKeyId": "STS.id", "AccessKeySecret": "sts-secret",
+                "SecurityToken": "sts-token", "Expiration": "2030-01-01T00:00:00Z"}}),
+        )
+    }
+
+    fn form_params(body: &[u8]) -> HashMap<String, String> {
+        String::from_utf8(body.to_vec())
+            .unwrap()
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.replace("%3A", ":").replace("%2F", "/"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn exchanges_the_token_anonymously_and_names_the_role() {
+        let path = token_file("jwt.header.sig\n");
+        let e = env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &path),
+            ("ALIBABA_CLOUD_STS_ENDPOINT", "https://127.0.0.1:9443/"),
+            ("ALIBABA_CLOUD_ROLE_SESSION_NAME", "ci-run"),
+        ]);
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&e, &t).unwrap();
+        assert_eq!(
+            (c.access_key_id.as_str(), c.security_token.as_deref()),
+            ("STS.id", Some("sts-token"))
+        );
+        assert_eq!(
+            c.source,
+            "RRSA/OIDC role acs:ram::123:role/signer via 127.0.0.1:9443"
+        );
+        let sent = t.sent.borrow();
+        let r = &sent[0];
+        assert_eq!(r.authority, "127.0.0.1:9443");
+        assert!(!r.headers.iter().any(|(n, _)| n == "authorization"));
+        assert!(r
+            .headers
+            .contains(&("x-acs-action".into(), "AssumeRoleWithOIDC".into())));
+        let p = form_params(&r.body);
+        assert_eq!(p["OIDCToken"], "jwt.header.sig");
+        assert_eq!(p["RoleArn"], ROLE);
+        assert_eq!(p["OIDCProviderArn"], PROVIDER);
+        assert_eq!(p["RoleSessionName"], "ci-run");
+        assert!(
+            !r.path_and_query.contains("jwt"),
+            "the token is not in the URL"
+        );
+    }
+
+    #[test]
+    fn environment_keys_with_a_role_arn_assume_the_role_signed_with_acs3() {
+        let e = env(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIsource"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "source-secret"),
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_STS_ENDPOINT", "127.0.0.1:9443"),
+        ]);
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&e, &t).unwrap();
+        assert_eq!(c.access_key_id, "STS.id");
+        assert!(
+            c.source.starts_with(
+                "role acs:ram::123:role/signer via 127.0.0.1:9443, assumed with environment"
+            ),
+            "{}",
+            c.source
+        );
+        let sent = t.sent.borrow();
+        let auth = &sent[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1;
+        assert!(
+            auth.starts_with("ACS3-HMAC-SHA256 Credential=LTAIsource,"),
+            "{auth}"
+        );
+        assert!(sent[0]
+            .path_and_query
+            .contains("RoleArn=acs%3Aram%3A%3A123%3Arole%2Fsigner"));
+        drop(sent);
+        assert_eq!(t.actions(), ["AssumeRole"]);
+
+        let t = MockTransport::new(|_| {
+            json(
+                403,
+                serde_json::json!({"RequestId": "R2", "Code": "NoPermission",
+                    "Message": "You are not authorized to do this action."}),
+            )
+        });
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(
+            err.contains("NoPermission") && err.contains("trust policy"),
+            "{err}"
+        );
+        assert!(!err.contains("source-secret"), "{err}");
+    }
+
+    #[test]
+    fn a_cli_ram_role_arn_profile_and_an_ini_ram_role_arn_section_assume_their_role() {
+        let cli = token_file(
+            r#"{"current":"r","profiles":[{"name":"r","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","ram_session_name":"cli-session"}]}"#,
+        );
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &cli)]), &t).unwrap();
+        assert!(
+            c.source.starts_with(
+                "role acs:ram::123:role/cli via sts.aliyuncs.com, assumed with Aliyun CLI profile"
+            ),
+            "{}",
+            c.source
+        );
+        assert!(t.sent.borrow()[0]
+            .path_and_query
+            .contains("RoleSessionName=cli-session"));
+
+        let ini = token_file("[default]\ntype = ram_role_arn\naccess_key_id = LTAIini\naccess_key_secret = is\nrole_arn = acs:ram::123:role/ini\n");
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini)]), &t).unwrap();
+        assert!(
+            c.source.starts_with("role acs:ram::123:role/ini via"),
+            "{}",
+            c.source
+        );
+        let auth = t.sent.borrow()[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .unwrap()
+            .1
+            .clone();
+        assert!(auth.contains("Credential=LTAIini,"), "{auth}");
+    }
+
+    #[test]
+    fn chainable_profiles_assume_each_role_in_turn_and_loops_are_refused() {
+        let cli = token_file(
+            r#"{"current":"c2","profiles":[
+            {"name":"base","mode":"AK","access_key_id":"LTAIbase","access_key_secret":"bs"},
+            {"name":"c1","mode":"ChainableRamRoleArn","source_profile":"base","ram_role_arn":"acs:ram::1:role/one"},
+            {"name":"c2","mode":"ChainableRamRoleArn","source_profile":"c1","ram_role_arn":"acs:ram::1:role/two"},
+            {"name":"x","mode":"ChainableRamRoleArn","source_profile":"y","ram_role_arn":"acs:ram::1:role/x"},
+            {"name":"y","mode":"ChainableRamRoleArn","source_profile":"x","ram_role_arn":"acs:ram::1:role/y"}]}"#,
+        );
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &cli)]), &t).unwrap();
+        assert!(
+            c.source.starts_with("role acs:ram::1:role/two"),
+            "{}",
+            c.source
+        );
+        let sent = t.sent.borrow();
+        assert_eq!(sent.len(), 2);
+        assert!(sent[0].path_and_query.contains("role%2Fone"));
+        assert!(sent[1].path_and_query.contains("role%2Ftwo"));
+        let auth = |i: usize| {
+            sent[i]
+                .headers
+                .iter()
+                .find(|(n, _)| n == "authorization")
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert!(auth(0).contains("Credential=LTAIbase,"));
+        assert!(
+            auth(1).contains("Credential=STS.id,"),
+            "signed by the first role's key"
+        );
+        drop(sent);
+
+        let t = MockTransport::new(|_| ok_answer());
+        let e = resolve(
+            &env(&[
+                ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+                ("ALIBABA_CLOUD_PROFILE", "x"),
+            ]),
+            &t,
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("chain in a loop: x -> y -> x"), "{e}");
+        assert!(t.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn transient_sts_failures_are_retried_with_a_fresh_nonce() {
+        let path = token_file("jwt-token");
+        let e = env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &path),
+        ]);
+        let calls = std::cell::Cell::new(0);
+        let t = MockTransport::new(move |_| {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                json(
+                    503,
+                    serde_json::json!({"Code": "ServiceUnavailable", "Message": "busy"}),
+                )
+            } else {
+                ok_answer()
+            }
+        });
+        assert_eq!(resolve(&e, &t).unwrap().access_key_id, "STS.id");
+        let sent = t.sent.borrow();
+        assert_eq!(sent.len(), 2);
+        let nonce = |i: usize| {
+            sent[i]
+                .headers
+                .iter()
+                .find(|(n, _)| n == "x-acs-signature-nonce")
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert_ne!(nonce(0), nonce(1));
+        drop(sent);
+        // Client errors are final.
+        let t = MockTransport::new(|_| {
+            json(
+                400,
+                serde_json::json!({"Code": "InvalidParameter.OIDCToken", "Message": "bad"}),
+            )
+        });
+        assert!(resolve(&e, &t).is_err());
+        assert_eq!(t.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn endpoints_and_session_names() {
+        assert_eq!(endpoint(&env(&[])), "sts.aliyuncs.com");
+        assert_eq!(
+            endpoint(&env(&[("ALIBABA_CLOUD_STS_REGION", "cn-beijing")])),
+            "sts.cn-beijing.aliyuncs.com"
+        );
+        assert_eq!(
+            endpoint(&env(&[
+                ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
+                ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true")
+            ])),
+            "sts-vpc.cn-beijing.aliyuncs.com"
+        );
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(42);
+        assert_eq!(session_name(&env(&[]), t), "sigstore-kms-alibabakms-42");
+        assert_eq!(
+            session_name(&env(&[("ALICLOUD_ROLE_SESSION_NAME", "legacy")]), t),
+            "legacy"
+        );
+    }
+
+    #[test]
+    fn static_keys_in_the_environment_come_first_and_assume_the_role() {
+        let path = token_file("jwt");
+        let e = env(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "id"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s"),
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &path),
+        ]);
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&e, &t).unwrap();
+        assert!(
+            c.source.contains("assumed with environment"),
+            "{}",
+            c.source
+        );
+        assert_eq!(t.actions(), ["AssumeRole"], "not AssumeRoleWithOIDC");
+        // Without the role ARN the keys are used as they are.
+        let e = env(&[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "id"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s"),
+        ]);
+        let t = MockTransport::new(|_| ok_answer());
+        assert_eq!(resolve(&e, &t).unwrap().access_key_id, "id");
+        assert!(t.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn sts_errors_are_clear_and_never_echo_the_token() {
+        let path = token_file("secret-jwt-value");
+        let e = env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &path),
+        ]);
+        let t = MockTransport::new(|_| {
+            json(
+                400,
+                serde_json::json!({"RequestId": "R1", "Code": "AuthenticationFail.OIDCToken.Expired",
+                    "Message": "Specified OIDC token has expired."}),
+            )
+        });
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(
+            err.contains("AuthenticationFail.OIDCToken.Expired")
+                && err.contains("R1")
+                && err.contains("has expired"),
+            "{err}"
+        );
+        assert!(!err.contains("secret-jwt-value"), "{err}");
+
+        let t = MockTransport::new(|r| {
+            Err(TransportError::Connect {
+                authority: r.authority.clone(),
+                detail: "connection refused".into(),
+            })
+        });
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(
+            err.contains("sts.aliyuncs.com") && err.contains("no answer"),
+            "{err}"
+        );
+
+        let t = MockTransport::new(|_| json(200, serde_json::json!({"Credentials": {}})));
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(err.contains("incomplete Credentials"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_token_file_is_a_clear_error() {
+        let e = env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/nonexistent/token"),
+        ]);
+        let t = MockTransport::new(|_| ok_answer());
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(
+            err.contains("cannot read ALIBABA_CLOUD_OIDC_TOKEN_FILE=/nonexistent/token"),
+            "{err}"
+        );
+        let empty = token_file("  \n");
+        let e = env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &empty),
+        ]);
+        assert!(resolve(&e, &t).unwrap_err().0.contains("is empty"));
+        assert!(t.sent.borrow().is_empty());
+    }
+}

@@ -1,0 +1,141 @@
+//! `ALIBABA_CLOUD_CREDENTIALS_URI` (reference §4.8): `GET <uri>` answers
+//! `{"AccessKeyId", "AccessKeySecret", "SecurityToken", "Expiration"}`. The URI's query may
+//! carry a secret, so messages name only its scheme, host and path.
+
+use super::{var, Credentials, CredentialsError, EnvLookup, Found};
+use crate::retry;
+use crate::transport::{HttpRequest, Scheme, Transport};
+use std::time::SystemTime;
+
+const VAR: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
+
+pub fn credentials_uri(
+    env: EnvLookup<'_>,
+    transport: &dyn Transport,
+    now: SystemTime,
+) -> Result<Found, CredentialsError> {
+    let Some(uri) = var(env, VAR) else {
+        return Ok(Found::Skipped(format!("{VAR} is not set")));
+    };
+    let (scheme, rest) = if let Some(r) = uri.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else if let Some(r) = uri.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else {
+        return Err(CredentialsError(format!(
+            "{VAR} must start with http:// or https://"
+        )));
+    };
+    let (authority, path_and_query) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(CredentialsError(format!(
+            "{VAR} has no usable host (give scheme://host[:port]/path)"
+        )));
+    }
+    let path = path_and_query.split('?').next().unwrap_or("/");
+    let scheme_name = if scheme == Scheme::Https {
+        "https"
+    } else {
+        "http"
+    };
+    let source = format!("credentials URI {scheme_name}://{authority}{path} ({VAR})");
+    let response = transport
+        .send(HttpRequest {
+            method: "GET",
+            scheme,
+            authority: authority.to_string(),
+            path_and_query: path_and_query.to_string(),
+            headers: vec![("accept".into(), "application/json".into())],
+            body: Vec::new(),
+            timeout: Some(retry::current(now).remaining(now).min(retry::REQUEST_CAP)),
+        })
+        .map_err(|e| CredentialsError(format!("{source}: no answer: {e}")))?;
+    if response.status != 200 {
+        return Err(CredentialsError(format!(
+            "{source}: HTTP {}",
+            response.status
+        )));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&response.body)
+        .map_err(|_| CredentialsError(format!("{source}: the answer is not JSON")))?;
+    let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    if !field("Code").is_empty() && field("Code") != "Success" {
+        return Err(CredentialsError(format!(
+            "{source}: the answer has Code {:?}",
+            field("Code").chars().take(100).collect::<String>()
+        )));
+    }
+    let (id, secret, token) = (
+        field("AccessKeyId"),
+        field("AccessKeySecret"),
+        field("SecurityToken"),
+    );
+    if id.is_empty() || secret.is_empty() || token.is_empty() {
+        return Err(CredentialsError(format!(
+            "{source}: the answer lacks AccessKeyId, AccessKeySecret or SecurityToken"
+        )));
+    }
+    Ok(Found::Yes(Credentials {
+        access_key_id: id.to_string(),
+        access_key_secret: secret.to_string(),
+        security_token: Some(token.to_string()),
+        source,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::resolve;
+    use crate::transport::mock::{json, MockTransport};
+    use crate::transport::Scheme;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.insert("ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(), "true".into());
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn reads_credentials_from_the_uri_and_never_names_its_query() {
+        let t = MockTransport::new(|_| {
+            json(
+                200,
+                serde_json::json!({"AccessKeyId": "STS.uri", "AccessKeySecret": "s",
+                    "SecurityToken": "t", "Expiration": "2030-01-01T00:00:00Z"}),
+            )
+        });
+        let e = env(&[(
+            "ALIBABA_CLOUD_CREDENTIALS_URI",
+            "http://127.0.0.1:8080/creds?key=hunter2",
+        )]);
+        let c = resolve(&e, &t).unwrap();
+        assert_eq!(c.access_key_id, "STS.uri");
+        assert_eq!(
+            c.source,
+            "credentials URI http://127.0.0.1:8080/creds (ALIBABA_CLOUD_CREDENTIALS_URI)"
+        );
+        let sent = t.sent.borrow();
+        assert_eq!(sent[0].scheme, Scheme::Http);
+        assert_eq!(sent[0].authority, "127.0.0.1:8080");
+        assert_eq!(sent[0].path_and_query, "/creds?key=hunter2");
+        drop(sent);
+
+        let t = MockTransport::new(|_| json(500, serde_json::json!({})));
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(
+            err.contains("HTTP 500") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let err = resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_URI", "ftp://x/")]), &t)
+            .unwrap_err()
+            .0;
+        assert!(err.contains("http:// or https://"), "{err}");
+    }
+}
