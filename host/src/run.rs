@@ -511,20 +511,7 @@ mod tests {
         );
         let soon = SystemTime::now() + Duration::from_secs(10);
         let later = soon + Duration::from_secs(100);
-        let text = |t: SystemTime| {
-            let s = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
-            // Any RFC 3339 form will do: build one from the seconds with the guest's parser's
-            // inverse, an offset-free UTC date.
-            let days = s.div_euclid(86_400);
-            let (y, m, d) = civil(days);
-            let r = s.rem_euclid(86_400);
-            format!(
-                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-                r / 3600,
-                r % 3600 / 60,
-                r % 60
-            )
-        };
+        let text = rfc3339::format_date;
         let json = format!(
             r#"{{"initOptions":{{"ctxDeadline":"{}"}},"createKey":{{"ctxDeadline":"{}"}}}}"#,
             text(later),
@@ -535,18 +522,6 @@ mod tests {
             b <= Duration::from_secs(10) + BACKSTOP_MARGIN && b >= Duration::from_secs(8),
             "{b:?}"
         );
-    }
-
-    fn civil(z: i64) -> (i64, u32, u32) {
-        let z = z + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        (yoe + era * 400 + i64::from(m <= 2), m, d)
     }
 
     /// A guest that never yields is stopped by the epoch backstop, not waited for.
