@@ -34,6 +34,7 @@ struct Component;
 
 impl exports::wasi::cli::run::Guest for Component {
     fn run() -> Result<(), ()> {
+        crate::diag::init(std::env::var("SIGSTORE_ALIBABAKMS_DEBUG").ok().as_deref());
         let args: Vec<String> = std::env::args().collect();
         let signer = Signer::new(&WasiHttp, &env);
         let response = crate::protocol::handle(&args, &mut std::io::stdin(), &signer);

@@ -5,6 +5,7 @@
 
 use crate::acs3;
 use crate::credentials::Credentials;
+use crate::diag;
 use crate::retry::{self, Clock, Deadline, RealClock};
 pub use crate::rfc3339::format_date;
 use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportError};
@@ -218,6 +219,12 @@ impl<'a> Client<'a> {
                 .collect();
             let outcomes = self.transport.send_all(requests);
             attempt += 1;
+            let elapsed = self.clock.now().duration_since(now).unwrap_or_default();
+            for (&i, outcome) in pending.iter().zip(&outcomes) {
+                diag::line(|| {
+                    request_line(calls[i].action, &self.endpoint, outcome, elapsed, attempt)
+                });
+            }
             let mut again = Vec::new();
             let mut wait = Duration::ZERO;
             for (&i, outcome) in pending.iter().zip(outcomes) {
@@ -292,6 +299,41 @@ pub fn parse<T: DeserializeOwned>(
 
 /// A retry is not worth starting with less time than this left.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
+
+/// One diagnostic line: what was asked where, what came back, how long it took, which
+/// attempt, and the request id for Alibaba Cloud support.
+fn request_line(
+    action: &str,
+    host: &str,
+    outcome: &Result<HttpResponse, TransportError>,
+    elapsed: Duration,
+    attempt: u32,
+) -> String {
+    let ms = elapsed.as_millis();
+    match outcome {
+        Ok(resp) => {
+            let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+            let field = |name: &str| {
+                json.as_ref()
+                    .and_then(|j| j.get(name))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            let request_id = field("RequestId")
+                .or_else(|| resp.header("x-acs-request-id").map(str::to_string))
+                .unwrap_or_else(|| "-".into());
+            let code = field("Code").map(|c| format!(" {c}")).unwrap_or_default();
+            format!(
+                "{action} {host} -> HTTP {}{code} in {ms} ms (attempt {attempt}, request id {request_id})",
+                resp.status
+            )
+        }
+        Err(e) => format!(
+            "{action} {host} -> no answer: {} in {ms} ms (attempt {attempt})",
+            e.kind()
+        ),
+    }
+}
 
 fn decode(
     action: &'static str,

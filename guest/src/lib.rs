@@ -9,6 +9,7 @@
 pub mod acs3;
 pub mod credentials;
 pub mod crypto;
+pub mod diag;
 pub mod keyref;
 pub mod kms;
 pub mod protocol;

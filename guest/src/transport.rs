@@ -59,6 +59,19 @@ pub enum TransportError {
     Other { authority: String, detail: String },
 }
 
+impl TransportError {
+    /// A short name of what went wrong, for diagnostics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportError::Denied { .. } => "refused by the sandbox",
+            TransportError::Tls { .. } => "TLS failure",
+            TransportError::Connect { .. } => "no connection",
+            TransportError::Timeout { .. } => "timeout",
+            TransportError::Other { .. } => "transport error",
+        }
+    }
+}
+
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -7,6 +7,7 @@ mod harness;
 mod budget;
 mod credentials;
 mod credentials_remote;
+mod diagnostics;
 mod errors;
 mod flow;
 mod keys;

@@ -141,11 +141,16 @@ pub fn resolve(
     let mut skipped = Vec::new();
     for (name, provider) in providers {
         match provider() {
-            Ok(Found::Yes(c)) => return Ok(c),
-            Ok(Found::Skipped(why)) => skipped.push(format!("{name}: {why}")),
-            // An unusable source does not hide the ones after it (as in the official chain),
-            // but its reason is reported if nothing else works.
-            Err(CredentialsError(why)) => skipped.push(format!("{name}: {why}")),
+            Ok(Found::Yes(c)) => {
+                crate::diag::line(|| format!("credentials: using {}", c.source));
+                return Ok(c);
+            }
+            Ok(Found::Skipped(why)) | Err(CredentialsError(why)) => {
+                // An unusable source does not hide the ones after it (as in the official
+                // chain), but its reason is reported if nothing else works.
+                crate::diag::line(|| format!("credentials: {name} skipped: {why}"));
+                skipped.push(format!("{name}: {why}"));
+            }
         }
     }
     Err(CredentialsError(format!(
