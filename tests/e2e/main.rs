@@ -11,5 +11,6 @@ mod diagnostics;
 mod errors;
 mod flow;
 mod keys;
+mod load;
 mod proxy;
 mod reliability;
