@@ -166,17 +166,9 @@ fn ok_body(host: &str, what: &str, r: &HttpResponse) -> Result<String, Credentia
 #[cfg(test)]
 mod tests {
     use super::super::resolve;
+    use super::super::testing::env;
     use super::*;
     use crate::transport::mock::MockTransport;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
 
     fn text(status: u16, body: &str) -> Result<HttpResponse, TransportError> {
         Ok(HttpResponse {

@@ -497,10 +497,43 @@ fn ini_section(text: &str, wanted: &str) -> Option<Vec<(String, String)>> {
     found
 }
 
+/// Test helpers shared by the providers' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::HashMap;
+
+    /// An environment lookup over `pairs`.
+    pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    /// The same, with the ECS metadata source disabled (tests never reach a metadata service).
+    pub fn env_off_ecs(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut all = pairs.to_vec();
+        all.push(("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true"));
+        env(&all)
+    }
+
+    /// Writes `text` to a file called `name` in a fresh directory; returns its path.
+    pub fn temp_file(name: &str, text: &str) -> String {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cred-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{env, temp_file};
     use super::*;
-    use std::collections::HashMap;
 
     /// The chain off ECS: the metadata service does not answer, nothing else is asked.
     fn resolve(env: EnvLookup<'_>) -> Result<Credentials, CredentialsError> {
@@ -516,14 +549,6 @@ mod tests {
             })
         });
         super::resolve(env, &t)
-    }
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
     }
 
     #[test]
@@ -571,16 +596,6 @@ mod tests {
             err.contains("environment:") && err.contains("legacy"),
             "{err}"
         );
-    }
-
-    fn temp_file(name: &str, text: &str) -> String {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cred-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
     }
 
     const CLI: &str = r#"{"current":"dev","profiles":[

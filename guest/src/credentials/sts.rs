@@ -316,30 +316,11 @@ fn credentials_from(
 #[cfg(test)]
 mod tests {
     use super::super::resolve;
+    use super::super::testing::env_off_ecs as env;
     use super::*;
     use crate::transport::mock::{json, MockTransport};
     use crate::transport::TransportError;
     use std::collections::HashMap;
-
-    /// Off ECS: the metadata source is disabled so only STS is asked.
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let mut m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        m.insert("ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(), "true".into());
-        move |k| m.get(k).cloned()
-    }
-
-    fn token_file(text: &str) -> String {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("oidc-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("token");
-        std::fs::write(&path, text).unwrap();
-        path.display().to_string()
-    }
 
     const ROLE: &str = "acs:ram::123:role/signer";
     const PROVIDER: &str = "acs:ram::123:oidc-provider/ack";
@@ -366,7 +347,7 @@ mod tests {
 
     #[test]
     fn exchanges_the_token_anonymously_and_names_the_role() {
-        let path = token_file("jwt.header.sig\n");
+        let path = super::super::testing::temp_file("token", "jwt.header.sig\n");
         let e = env(&[
             ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
             ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
@@ -454,7 +435,8 @@ mod tests {
 
     #[test]
     fn a_cli_ram_role_arn_profile_and_an_ini_ram_role_arn_section_assume_their_role() {
-        let cli = token_file(
+        let cli = super::super::testing::temp_file(
+            "token",
             r#"{"current":"r","profiles":[{"name":"r","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","ram_session_name":"cli-session"}]}"#,
         );
         let t = MockTransport::new(|_| ok_answer());
@@ -470,7 +452,7 @@ mod tests {
             .path_and_query
             .contains("RoleSessionName=cli-session"));
 
-        let ini = token_file("[default]\ntype = ram_role_arn\naccess_key_id = LTAIini\naccess_key_secret = is\nrole_arn = acs:ram::123:role/ini\n");
+        let ini = super::super::testing::temp_file("token", "[default]\ntype = ram_role_arn\naccess_key_id = LTAIini\naccess_key_secret = is\nrole_arn = acs:ram::123:role/ini\n");
         let t = MockTransport::new(|_| ok_answer());
         let c = resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini)]), &t).unwrap();
         assert!(
@@ -490,7 +472,8 @@ mod tests {
 
     #[test]
     fn chainable_profiles_assume_each_role_in_turn_and_loops_are_refused() {
-        let cli = token_file(
+        let cli = super::super::testing::temp_file(
+            "token",
             r#"{"current":"c2","profiles":[
             {"name":"base","mode":"AK","access_key_id":"LTAIbase","access_key_secret":"bs"},
             {"name":"c1","mode":"ChainableRamRoleArn","source_profile":"base","ram_role_arn":"acs:ram::1:role/one"},
@@ -541,7 +524,7 @@ mod tests {
 
     #[test]
     fn transient_sts_failures_are_retried_with_a_fresh_nonce() {
-        let path = token_file("jwt-token");
+        let path = super::super::testing::temp_file("token", "jwt-token");
         let e = env(&[
             ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
             ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
@@ -608,7 +591,7 @@ mod tests {
 
     #[test]
     fn static_keys_in_the_environment_come_first_and_assume_the_role() {
-        let path = token_file("jwt");
+        let path = super::super::testing::temp_file("token", "jwt");
         let e = env(&[
             ("ALIBABA_CLOUD_ACCESS_KEY_ID", "id"),
             ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s"),
@@ -636,7 +619,7 @@ mod tests {
 
     #[test]
     fn sts_errors_are_clear_and_never_echo_the_token() {
-        let path = token_file("secret-jwt-value");
+        let path = super::super::testing::temp_file("token", "secret-jwt-value");
         let e = env(&[
             ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
             ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
@@ -688,7 +671,7 @@ mod tests {
             err.contains("cannot read ALIBABA_CLOUD_OIDC_TOKEN_FILE=/nonexistent/token"),
             "{err}"
         );
-        let empty = token_file("  \n");
+        let empty = super::super::testing::temp_file("token", "  \n");
         let e = env(&[
             ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
             ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),

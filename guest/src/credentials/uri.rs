@@ -89,18 +89,9 @@ pub fn credentials_uri(
 #[cfg(test)]
 mod tests {
     use super::super::resolve;
+    use super::super::testing::env_off_ecs as env;
     use crate::transport::mock::{json, MockTransport};
     use crate::transport::Scheme;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let mut m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        m.insert("ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(), "true".into());
-        move |k| m.get(k).cloned()
-    }
 
     #[test]
     fn reads_credentials_from_the_uri_and_never_names_its_query() {
