@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, ErrorKind};
+use std::io::ErrorKind;
 use std::time::{Duration, Instant, SystemTime};
 
 use alibabakms_emulator::{ApiError, Emulator, EmulatorConfig, Fault};
@@ -277,14 +277,7 @@ fn binary_takes_a_latency() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let endpoint = line
-        .trim_end()
-        .strip_prefix("endpoint=")
-        .unwrap_or_else(|| panic!("first line {line:?}"))
-        .to_string();
+    let (endpoint, _stdout) = common::read_endpoint(&mut child);
     let ca = std::fs::read_to_string(&ca_out).unwrap();
     let mut c = Client::connect(&endpoint, &ca).unwrap();
     let started = Instant::now();

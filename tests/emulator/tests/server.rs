@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -533,14 +533,7 @@ fn binary_prints_its_endpoint_and_serves_until_terminated() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let endpoint = line
-        .trim_end()
-        .strip_prefix("endpoint=")
-        .unwrap_or_else(|| panic!("first line {line:?}"))
-        .to_string();
+    let (endpoint, mut stdout) = common::read_endpoint(&mut child);
     assert!(endpoint.starts_with("127.0.0.1:"));
 
     let ca = std::fs::read_to_string(&ca_out).unwrap();

@@ -306,3 +306,19 @@ impl Client {
         )
     }
 }
+
+/// Reads the `endpoint=HOST:PORT` line a started `kms-emulator` prints first; returns the
+/// endpoint and the rest of its stdout.
+pub fn read_endpoint(
+    child: &mut std::process::Child,
+) -> (String, BufReader<std::process::ChildStdout>) {
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let endpoint = line
+        .trim_end()
+        .strip_prefix("endpoint=")
+        .unwrap_or_else(|| panic!("first line {line:?}"))
+        .to_string();
+    (endpoint, stdout)
+}
