@@ -183,7 +183,9 @@ impl Imds {
         if method != "GET" {
             return (405, plain, String::new());
         }
-        if path == CREDENTIALS_URI_PATH && self.serve_uri {
+        // A credentials URI may carry a query (often a secret); the path decides.
+        let uri_path = path.split('?').next().unwrap_or("");
+        if uri_path == CREDENTIALS_URI_PATH && self.serve_uri {
             return (200, "application/json", self.issue(now));
         }
         let valid = header("x-aliyun-ecs-metadata-token")
@@ -213,10 +215,8 @@ impl Imds {
         let id = format!("STS.{}", random_alnum(21));
         let secret = random_alnum(30);
         let token = format!("CAIS{}", random_alnum(60));
-        lock(&self.shared.state).credentials.insert(
-            id.clone(),
-            Credential::sts(&id, &secret, &token, expiration),
-        );
+        lock(&self.shared.state)
+            .register_issued(Credential::sts(&id, &secret, &token, expiration), now);
         let body = json!({
             "AccessKeyId": id,
             "AccessKeySecret": secret,

@@ -66,7 +66,7 @@ mod rsa_pool;
 mod server;
 pub mod state;
 pub mod sts;
-mod tls;
+pub mod tls;
 pub mod v1_verify;
 
 use std::collections::VecDeque;
@@ -494,6 +494,25 @@ impl Emulator {
         lock(&self.shared.state)
             .credentials
             .insert(credential.access_key_id.clone(), credential);
+    }
+
+    /// The next STS credentials the emulator issues (through STS `AssumeRole*` or the
+    /// metadata service) stop working after `uses` accepted KMS requests: from then on KMS
+    /// answers `InvalidSecurityToken.Expired`, as for credentials past their `Expiration`.
+    /// With 0 they are expired when first used. Each call applies to one issue (calls queue
+    /// up for the issues after it); later issues are unaffected.
+    pub fn expire_next_issued_credentials(&self, uses: u32) {
+        lock(&self.shared.state).next_issued_uses.push_back(uses);
+    }
+
+    /// Every credential the emulator accepts now: configured ones and those STS and the
+    /// metadata service issued (tests check that none of their values leaks).
+    pub fn credentials(&self) -> Vec<Credential> {
+        lock(&self.shared.state)
+            .credentials
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn remove_credential(&self, access_key_id: &str) {

@@ -539,6 +539,7 @@ fn admit(shared: &Shared, body: &[u8], ex: &mut Exchange) -> Result<Admitted, Ap
             verified.action
         )));
     };
+    lock(&shared.state).count_use(&verified.access_key_id, now);
     Ok(Admitted {
         action,
         params: verified.params,

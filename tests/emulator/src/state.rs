@@ -381,6 +381,12 @@ pub struct State {
     pub version_order: VersionOrder,
     /// Fixes the [`VersionOrder::Shuffled`] permutation for this emulator.
     pub shuffle_seed: [u8; 16],
+    /// Queued by [`crate::Emulator::expire_next_issued_credentials`]: the next STS credentials
+    /// issued (by STS or the metadata service), one entry each, expire after this many
+    /// accepted KMS requests.
+    pub next_issued_uses: std::collections::VecDeque<u32>,
+    /// Issued STS credentials with a use budget: AccessKeyId -> accepted requests left.
+    pub uses_left: HashMap<String, u32>,
 }
 
 /// Random lower-case alphanumerics.
@@ -448,6 +454,38 @@ impl State {
                 OsRng.fill_bytes(&mut seed);
                 seed
             },
+            next_issued_uses: std::collections::VecDeque::new(),
+            uses_left: HashMap::new(),
+        }
+    }
+
+    /// Registers STS credentials just issued (by STS or the metadata service), applying a
+    /// pending [`crate::Emulator::expire_next_issued_credentials`]: with a budget of 0 they
+    /// are expired from the start, else after that many accepted KMS requests.
+    pub fn register_issued(&mut self, mut credential: Credential, now: SystemTime) {
+        match self.next_issued_uses.pop_front() {
+            Some(0) => credential.expiration = Some(now),
+            Some(n) => {
+                self.uses_left.insert(credential.access_key_id.clone(), n);
+            }
+            None => {}
+        }
+        self.credentials
+            .insert(credential.access_key_id.clone(), credential);
+    }
+
+    /// Counts one accepted KMS request signed by `access_key_id`; a credential whose use
+    /// budget runs out expires now (later requests get `InvalidSecurityToken.Expired`).
+    pub fn count_use(&mut self, access_key_id: &str, now: SystemTime) {
+        let Some(left) = self.uses_left.get_mut(access_key_id) else {
+            return;
+        };
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            self.uses_left.remove(access_key_id);
+            if let Some(c) = self.credentials.get_mut(access_key_id) {
+                c.expiration = Some(now);
+            }
         }
     }
 

@@ -146,9 +146,9 @@ fn issue(ctx: &mut Ctx<'_>, role_arn: &str, session: &str, duration: u64) -> Val
     let id = format!("STS.{}", random_alnum(21));
     let secret = random_alnum(30);
     let security_token = format!("CAIS{}", random_alnum(60));
-    ctx.state.credentials.insert(
-        id.clone(),
+    ctx.state.register_issued(
         Credential::sts(&id, &secret, &security_token, expiration),
+        ctx.now,
     );
     json!({
         "AssumedRoleUser": {
