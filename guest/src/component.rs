@@ -35,6 +35,17 @@ struct Component;
 impl exports::wasi::cli::run::Guest for Component {
     fn run() -> Result<(), ()> {
         crate::diag::init(std::env::var("SIGSTORE_ALIBABAKMS_DEBUG").ok().as_deref());
+        crate::diag::line(|| {
+            // Names only, never values: what the host's sandbox lets the component see.
+            let names = std::env::vars_os()
+                .map(|(name, _)| name.to_string_lossy().into_owned())
+                .collect();
+            let dirs = wasip2::filesystem::preopens::get_directories()
+                .into_iter()
+                .map(|(_, path)| path)
+                .collect();
+            crate::diag::sandbox_line(names, dirs)
+        });
         let args: Vec<String> = std::env::args().collect();
         let signer = Signer::new(&WasiHttp, &env);
         let response = crate::protocol::handle(&args, &mut std::io::stdin(), &signer);

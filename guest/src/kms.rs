@@ -11,6 +11,7 @@ pub use crate::rfc3339::format_date;
 use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::cell::RefCell;
 use std::fmt;
 use std::num::NonZeroI32;
 use std::time::{Duration, SystemTime};
@@ -59,6 +60,15 @@ pub enum Error {
         action: &'static str,
         detail: String,
     },
+    /// The endpoint answered with a redirect (3xx). Redirects are never followed: the next
+    /// hop would receive a signed request (and its STS token) meant for KMS.
+    Redirect {
+        action: &'static str,
+        authority: String,
+        status: u16,
+        /// `scheme://host[:port]` of the `Location` header, if any (never its path or query).
+        location: Option<String>,
+    },
     /// The call's deadline passed (or had passed) before KMS answered.
     Deadline {
         /// `deadline …` or `time limit of …`.
@@ -88,6 +98,26 @@ impl fmt::Display for Error {
                     "KMS {action} returned an answer that could not be read: {detail}"
                 )
             }
+            Error::Redirect {
+                action,
+                authority,
+                status,
+                location,
+            } => {
+                write!(
+                    f,
+                    "the KMS endpoint {authority} answered {action} with a redirect (HTTP {status}"
+                )?;
+                if let Some(to) = location {
+                    write!(f, " to {to}")?;
+                }
+                write!(
+                    f,
+                    "); redirects are not followed. Check the endpoint in the key reference: it \
+                     must be the KMS endpoint itself (kms.<region>.aliyuncs.com, or a host in \
+                     SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS that serves the KMS API)"
+                )
+            }
             Error::Deadline {
                 label,
                 action,
@@ -101,15 +131,35 @@ impl fmt::Display for Error {
 }
 
 /// A KMS action with its parameters, ready to be signed and sent.
+#[derive(Clone)]
 pub struct Call {
     pub action: &'static str,
     pub params: Vec<(&'static str, String)>,
 }
 
+/// Gets credentials again (the credential chain, re-run) after KMS said the STS token expired.
+pub type Refresh<'a> = Box<dyn Fn() -> Result<Credentials, String> + 'a>;
+
+/// What came of the one refresh a client makes after `InvalidSecurityToken.Expired`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refreshed {
+    /// New credentials; the refused requests were sent again with them.
+    New,
+    /// The source gave the same token again (e.g. a static `ALIBABA_CLOUD_SECURITY_TOKEN`).
+    Same,
+    /// Getting credentials failed; the text says why (never a value).
+    Failed(String),
+}
+
+/// The code KMS answers for an STS token past its expiration.
+pub const TOKEN_EXPIRED: &str = "InvalidSecurityToken.Expired";
+
 pub struct Client<'a> {
     transport: &'a dyn Transport,
     endpoint: String,
-    credentials: Credentials,
+    credentials: RefCell<Credentials>,
+    refresh: Option<Refresh<'a>>,
+    refreshed: RefCell<Option<Refreshed>>,
     clock: &'a dyn Clock,
     deadline: Deadline,
 }
@@ -120,7 +170,9 @@ impl<'a> Client<'a> {
         Client {
             transport,
             endpoint: endpoint.to_string(),
-            credentials,
+            credentials: RefCell::new(credentials),
+            refresh: None,
+            refreshed: RefCell::new(None),
             clock: &RealClock,
             deadline: retry::current(SystemTime::now()),
         }
@@ -133,8 +185,21 @@ impl<'a> Client<'a> {
         self
     }
 
-    pub fn credentials(&self) -> &Credentials {
-        &self.credentials
+    /// When KMS answers that the STS token expired, get credentials once more with
+    /// `refresh` and send the refused requests again (once per client).
+    pub fn with_refresh(mut self, refresh: Refresh<'a>) -> Self {
+        self.refresh = Some(refresh);
+        self
+    }
+
+    /// Where the credentials in use came from.
+    pub fn source(&self) -> String {
+        self.credentials.borrow().source.clone()
+    }
+
+    /// What the refresh after an expired STS token gave, if one was made.
+    pub fn refreshed(&self) -> Option<Refreshed> {
+        self.refreshed.borrow().clone()
     }
 
     /// Builds the signed HTTP request for a call, at time `now` with `nonce`.
@@ -153,10 +218,11 @@ impl<'a> Client<'a> {
             ("accept".into(), "application/json".into()),
             ("user-agent".into(), USER_AGENT.into()),
         ];
-        if let Some(token) = &self.credentials.security_token {
+        let credentials = self.credentials.borrow();
+        if let Some(token) = &credentials.security_token {
             headers.push((
                 "x-acs-accesskey-id".into(),
-                self.credentials.access_key_id.clone(),
+                credentials.access_key_id.clone(),
             ));
             headers.push(("x-acs-security-token".into(), token.clone()));
         }
@@ -174,8 +240,8 @@ impl<'a> Client<'a> {
         };
         let authorization = acs3::authorization(
             &signable,
-            &self.credentials.access_key_id,
-            &self.credentials.access_key_secret,
+            &credentials.access_key_id,
+            &credentials.access_key_secret,
         );
         // `host` travels as the URI authority; wasi:http does not let a guest set it.
         headers.retain(|(k, _)| k != "host");
@@ -193,8 +259,60 @@ impl<'a> Client<'a> {
 
     /// Sends calls concurrently (one round trip) and decodes each answer. Transient failures
     /// are sent again, re-signed, after a backoff (see [`retry`]); nothing waits past the
-    /// deadline.
+    /// deadline. Calls refused because the STS token expired are sent once more with fresh
+    /// credentials, if the client can refresh them and has not done so yet.
     pub fn call_all(&self, calls: &[Call]) -> Vec<Result<serde_json::Value, Error>> {
+        let mut results = self.send_retrying(calls);
+        let expired: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Err(e) if e.code() == Some(TOKEN_EXPIRED)))
+            .map(|(i, _)| i)
+            .collect();
+        if expired.is_empty() || !self.refresh_once() {
+            return results;
+        }
+        let again: Vec<Call> = expired.iter().map(|&i| calls[i].clone()).collect();
+        for (i, result) in expired.into_iter().zip(self.send_retrying(&again)) {
+            results[i] = result;
+        }
+        results
+    }
+
+    /// Gets credentials again, at most once per client; true when they are new, so the
+    /// refused requests are worth sending again.
+    fn refresh_once(&self) -> bool {
+        let Some(refresh) = &self.refresh else {
+            return false;
+        };
+        if self.refreshed.borrow().is_some() {
+            return false;
+        }
+        diag::line(|| {
+            "credentials: KMS says the STS token expired; getting credentials again (once)".into()
+        });
+        let outcome = match refresh() {
+            Ok(new) => {
+                let same = {
+                    let old = self.credentials.borrow();
+                    new.access_key_id == old.access_key_id
+                        && new.security_token == old.security_token
+                };
+                if same {
+                    Refreshed::Same
+                } else {
+                    *self.credentials.borrow_mut() = new;
+                    Refreshed::New
+                }
+            }
+            Err(why) => Refreshed::Failed(why),
+        };
+        let new = outcome == Refreshed::New;
+        *self.refreshed.borrow_mut() = Some(outcome);
+        new
+    }
+
+    fn send_retrying(&self, calls: &[Call]) -> Vec<Result<serde_json::Value, Error>> {
         let mut results: Vec<Option<Result<serde_json::Value, Error>>> = vec![None; calls.len()];
         let mut pending: Vec<usize> = (0..calls.len()).collect();
         let mut attempt = 0u32;
@@ -222,7 +340,7 @@ impl<'a> Client<'a> {
             let elapsed = self.clock.now().duration_since(now).unwrap_or_default();
             for (&i, outcome) in pending.iter().zip(&outcomes) {
                 diag::line(|| {
-                    request_line(calls[i].action, &self.endpoint, outcome, elapsed, attempt)
+                    diag::request_line(calls[i].action, &self.endpoint, outcome, elapsed, attempt)
                 });
             }
             let mut again = Vec::new();
@@ -243,7 +361,7 @@ impl<'a> Client<'a> {
                         if let Some(w) = retry::rate_limit_wait(&resp) {
                             wait = wait.max(w);
                         }
-                        let result = decode(call.action, resp, now);
+                        let result = decode(call.action, &self.endpoint, resp, now);
                         let r = matches!(&result, Err(Error::Kms(e))
                             if retry::retryable_code(call.action, e.http_status, &e.code));
                         (result, r)
@@ -300,46 +418,20 @@ pub fn parse<T: DeserializeOwned>(
 /// A retry is not worth starting with less time than this left.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(100);
 
-/// One diagnostic line: what was asked where, what came back, how long it took, which
-/// attempt, and the request id for Alibaba Cloud support.
-fn request_line(
-    action: &str,
-    host: &str,
-    outcome: &Result<HttpResponse, TransportError>,
-    elapsed: Duration,
-    attempt: u32,
-) -> String {
-    let ms = elapsed.as_millis();
-    match outcome {
-        Ok(resp) => {
-            let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
-            let field = |name: &str| {
-                json.as_ref()
-                    .and_then(|j| j.get(name))
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            };
-            let request_id = field("RequestId")
-                .or_else(|| resp.header("x-acs-request-id").map(str::to_string))
-                .unwrap_or_else(|| "-".into());
-            let code = field("Code").map(|c| format!(" {c}")).unwrap_or_default();
-            format!(
-                "{action} {host} -> HTTP {}{code} in {ms} ms (attempt {attempt}, request id {request_id})",
-                resp.status
-            )
-        }
-        Err(e) => format!(
-            "{action} {host} -> no answer: {} in {ms} ms (attempt {attempt})",
-            e.kind()
-        ),
-    }
-}
-
 fn decode(
     action: &'static str,
+    authority: &str,
     resp: HttpResponse,
     sent_at: SystemTime,
 ) -> Result<serde_json::Value, Error> {
+    if (300..400).contains(&resp.status) {
+        return Err(Error::Redirect {
+            action,
+            authority: authority.to_string(),
+            status: resp.status,
+            location: resp.header("location").and_then(location_origin),
+        });
+    }
     let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
     if (200..300).contains(&resp.status) {
         return json.ok_or_else(|| Error::BadResponse {
@@ -380,6 +472,20 @@ fn decode(
         request_id,
         clock_skew_secs,
     }))
+}
+
+/// `scheme://authority` of an absolute `Location`; a relative one (or junk) names no other
+/// host. Path and query are left out: they may carry anything.
+fn location_origin(location: &str) -> Option<String> {
+    let (scheme, rest) = location.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let ok = |s: &str, extra: &[u8]| {
+        !s.is_empty()
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    };
+    (ok(scheme, b"+-.") && ok(authority, b"-.:[]_")).then(|| format!("{scheme}://{authority}"))
 }
 
 /// Local time of the request (whole seconds, as `x-acs-date` carries) minus the service's
@@ -948,6 +1054,103 @@ mod tests {
             Error::Kms(e) => assert_eq!(e.clock_skew_secs, NonZeroI32::new(-1200)),
             other => panic!("{other}"),
         }
+        assert_eq!(t.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn redirects_are_not_followed_and_say_so() {
+        let t = MockTransport::new(|_| {
+            Ok(HttpResponse {
+                status: 307,
+                headers: vec![(
+                    "Location".into(),
+                    "https://user:pw@127.0.0.1:9/steal?token=x".into(),
+                )],
+                body: b"".to_vec(),
+            })
+        });
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(None));
+        let e = c.call::<serde_json::Value>(describe_key("k")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("answered DescribeKey with a redirect (HTTP 307")
+                && text.contains("redirects are not followed"),
+            "{text}"
+        );
+        assert!(!text.contains("pw") && !text.contains("token=x"), "{text}");
+        assert_eq!(t.sent.borrow().len(), 1, "not retried, not followed");
+        assert_eq!(
+            location_origin("https://other.example:8443/x?y"),
+            Some("https://other.example:8443".into())
+        );
+        assert_eq!(location_origin("/relative"), None);
+    }
+
+    fn expired() -> Result<HttpResponse, TransportError> {
+        kms_error(400, TOKEN_EXPIRED)
+    }
+
+    fn token_of(r: &HttpRequest) -> String {
+        header(r, "x-acs-security-token").to_string()
+    }
+
+    #[test]
+    fn an_expired_token_is_refreshed_once_and_the_calls_sent_again() {
+        // Expired for token "old", fine for any other.
+        let t = MockTransport::new(|r| {
+            if token_of(r) == "old" {
+                expired()
+            } else {
+                json(200, serde_json::json!({"Value": "sig"}))
+            }
+        });
+        let refreshes = Cell::new(0);
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(Some("old"))).with_refresh(
+            Box::new(|| {
+                refreshes.set(refreshes.get() + 1);
+                Ok(creds(Some("new")))
+            }),
+        );
+        let answers = c.call_all(&[describe_key("a"), list_key_versions("a", 1)]);
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!(refreshes.get(), 1);
+        assert_eq!(c.refreshed(), Some(Refreshed::New));
+        let tokens: Vec<String> = t.sent.borrow().iter().map(token_of).collect();
+        assert_eq!(tokens, ["old", "old", "new", "new"]);
+        // Once per client: a second expiry is an error, not another refresh.
+        let t2 = MockTransport::new(|_| expired());
+        let c = Client::new(&t2, "kms.example.aliyuncs.com", creds(Some("old")))
+            .with_refresh(Box::new(|| Ok(creds(Some("new")))));
+        let e = c.call::<serde_json::Value>(describe_key("a")).unwrap_err();
+        assert_eq!(e.code(), Some(TOKEN_EXPIRED));
+        assert_eq!(t2.sent.borrow().len(), 2);
+        let e = c.call::<serde_json::Value>(describe_key("a")).unwrap_err();
+        assert_eq!(e.code(), Some(TOKEN_EXPIRED));
+        assert_eq!(t2.sent.borrow().len(), 3);
+    }
+
+    #[test]
+    fn the_same_token_or_a_failed_refresh_is_not_sent_again() {
+        let t = MockTransport::new(|_| expired());
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(Some("old")))
+            .with_refresh(Box::new(|| Ok(creds(Some("old")))));
+        let e = c.call::<serde_json::Value>(describe_key("a")).unwrap_err();
+        assert_eq!(e.code(), Some(TOKEN_EXPIRED));
+        assert_eq!(c.refreshed(), Some(Refreshed::Same));
+        assert_eq!(t.sent.borrow().len(), 1);
+
+        let t = MockTransport::new(|_| expired());
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(Some("old")))
+            .with_refresh(Box::new(|| Err("STS said no".into())));
+        c.call::<serde_json::Value>(describe_key("a")).unwrap_err();
+        assert_eq!(c.refreshed(), Some(Refreshed::Failed("STS said no".into())));
+        assert_eq!(t.sent.borrow().len(), 1);
+
+        // Without a refresher nothing is retried.
+        let t = MockTransport::new(|_| expired());
+        let c = Client::new(&t, "kms.example.aliyuncs.com", creds(Some("old")));
+        c.call::<serde_json::Value>(describe_key("a")).unwrap_err();
+        assert_eq!(c.refreshed(), None);
         assert_eq!(t.sent.borrow().len(), 1);
     }
 }

@@ -5,7 +5,7 @@
 use crate::credentials::{self, EnvLookup};
 use crate::crypto::{check_rsa_hash, HashAlg, PublicKey};
 use crate::keyref::{self, KeyRef, KeySelector};
-use crate::kms::{self, Client, KmsError};
+use crate::kms::{self, Client, KmsError, Refreshed};
 use crate::transport::Transport;
 use base64::Engine;
 use std::fmt;
@@ -107,7 +107,13 @@ impl<'a> Signer<'a> {
         let key = keyref::parse(key_ref).map_err(|e| SignerError::InvalidInput(e.to_string()))?;
         let creds = credentials::resolve(self.env, self.transport)
             .map_err(|e| SignerError::Credentials(e.0))?;
-        let client = Client::new(self.transport, &key.endpoint, creds);
+        // An expired STS token (a long run, a token that rotated meanwhile) is refreshed once
+        // by running the credential chain again.
+        let (env, transport) = (self.env, self.transport);
+        let client =
+            Client::new(self.transport, &key.endpoint, creds).with_refresh(Box::new(move || {
+                credentials::resolve(env, transport).map_err(|e| e.0)
+            }));
         Ok(Session { key, client })
     }
 
@@ -456,7 +462,7 @@ impl Session<'_> {
         };
         let key = &self.key;
         let ep = &key.endpoint;
-        let source = &self.client.credentials().source;
+        let source = &self.client.source();
         let advice = match e.code.as_str() {
             "Forbidden.AliasNotFound" => format!(
                 "{} does not exist at {ep}; create it with `cosign generate-key-pair --kms \
@@ -476,6 +482,25 @@ impl Session<'_> {
             "SignatureDoesNotMatch" | "IncompleteSignature" => format!(
                 "KMS rejected the request signature; check the AccessKey secret read from {source}"
             ),
+            kms::TOKEN_EXPIRED => match self.client.refreshed() {
+                Some(Refreshed::Same) => format!(
+                    "the STS security token read from {source} has expired, and reading the \
+                     credentials again gave the same token; put fresh STS credentials there (a \
+                     new token comes with its own AccessKey pair) or use a source that renews \
+                     them (RRSA/OIDC, a RAM role, the ECS RAM role)"
+                ),
+                Some(Refreshed::New) => format!(
+                    "the STS security token has expired, and so had the new one obtained from \
+                     {source} right after; check that the local clock is correct and that the \
+                     source hands out valid credentials"
+                ),
+                Some(Refreshed::Failed(why)) => format!(
+                    "the STS security token has expired, and getting new credentials failed: {why}"
+                ),
+                None => format!(
+                    "the STS security token read from {source} has expired; get a fresh one"
+                ),
+            },
             code if code.starts_with("InvalidSecurityToken") || code == "MissingSecurityToken" => format!(
                 "KMS rejected the STS security token read from {source}; it may have expired — \
                  get a fresh one"

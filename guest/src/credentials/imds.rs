@@ -69,8 +69,10 @@ pub fn fetch(
     };
     // IMDSv2 session token. No answer at all: not on ECS, stop here. An HTTP error: the
     // instance may not offer tokens; go on without one (IMDSv1), as the official chain does.
-    let token_response = transport
-        .send(HttpRequest {
+    let token_response = send(
+        transport,
+        "metadata token",
+        HttpRequest {
             method: "PUT",
             scheme: Scheme::Http,
             authority: host.clone(),
@@ -81,8 +83,9 @@ pub fn fetch(
             )],
             body: Vec::new(),
             timeout: Some(TIMEOUT),
-        })
-        .map_err(unreachable)?;
+        },
+    )
+    .map_err(unreachable)?;
     let token = (token_response.status == 200)
         .then(|| {
             String::from_utf8_lossy(&token_response.body)
@@ -95,9 +98,12 @@ pub fn fetch(
     let role = match role {
         Some(role) => role,
         None => {
-            let r = transport
-                .send(get(&host, CREDENTIALS_PATH, token))
-                .map_err(unreachable)?;
+            let r = send(
+                transport,
+                "metadata role name",
+                get(&host, CREDENTIALS_PATH, token),
+            )
+            .map_err(unreachable)?;
             if r.status == 404 {
                 return Ok(Found::Skipped(format!(
                     "the instance at http://{host} has no RAM role attached"
@@ -122,9 +128,12 @@ pub fn fetch(
         )));
     }
     let source = format!("ECS RAM role {role} via metadata http://{host}");
-    let r = transport
-        .send(get(&host, &format!("{CREDENTIALS_PATH}{role}"), token))
-        .map_err(unreachable)?;
+    let r = send(
+        transport,
+        "metadata credentials",
+        get(&host, &format!("{CREDENTIALS_PATH}{role}"), token),
+    )
+    .map_err(unreachable)?;
     let body = ok_body(&host, &format!("credentials of role {role}"), &r)?;
     let json: serde_json::Value = serde_json::from_str(&body)
         .map_err(|_| CredentialsError(format!("{source}: the answer is not JSON")))?;
@@ -151,6 +160,25 @@ pub fn fetch(
         security_token: Some(sts_token.to_string()),
         source,
     }))
+}
+
+/// Sends one metadata request, with a diagnostic line naming what was asked (not the path:
+/// the answer of the token request is a session token, and only status and timing are shown).
+fn send(
+    transport: &dyn Transport,
+    what: &str,
+    request: HttpRequest,
+) -> Result<HttpResponse, TransportError> {
+    let host = request.authority.clone();
+    let started = std::time::SystemTime::now();
+    let outcome = transport.send(request);
+    crate::diag::line(|| {
+        let elapsed = std::time::SystemTime::now()
+            .duration_since(started)
+            .unwrap_or_default();
+        crate::diag::request_line(what, &host, &outcome, elapsed, 1)
+    });
+    outcome
 }
 
 fn ok_body(host: &str, what: &str, r: &HttpResponse) -> Result<String, CredentialsError> {

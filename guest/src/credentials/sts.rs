@@ -209,8 +209,13 @@ fn send_retrying(
         let now = SystemTime::now().max(start);
         let mut request = build(now);
         request.timeout = Some(deadline.remaining(now).min(retry::REQUEST_CAP));
+        let host = request.authority.clone();
         let outcome = transport.send(request);
         attempt += 1;
+        let elapsed = SystemTime::now().duration_since(now).unwrap_or_default();
+        crate::diag::line(|| {
+            crate::diag::request_line(&format!("STS {action}"), &host, &outcome, elapsed, attempt)
+        });
         let again = match &outcome {
             Err(e) => retry::retryable_transport(action, e),
             Ok(r) if (200..300).contains(&r.status) => false,
@@ -262,7 +267,10 @@ fn sts_error(source: &str, action: &str, status: u16, json: Option<&serde_json::
         .unwrap_or_else(|| format!("HTTP{status}"));
     let message: String = field("Message").chars().take(300).collect();
     let request_id = field("RequestId");
-    let hint = if code.contains("OIDCToken.Expired") {
+    let hint = if (300..400).contains(&status) {
+        " STS answered with a redirect, and redirects are not followed: check \
+         ALIBABA_CLOUD_STS_ENDPOINT (or ALIBABA_CLOUD_STS_REGION)."
+    } else if code.contains("OIDCToken.Expired") {
         " The OIDC token in ALIBABA_CLOUD_OIDC_TOKEN_FILE has expired; it is normally rotated \
          by the cluster (RRSA), check that the file is refreshed."
     } else if code.contains("OIDCToken") {

@@ -42,17 +42,31 @@ pub fn credentials_uri(
         "http"
     };
     let source = format!("credentials URI {scheme_name}://{authority}{path} ({VAR})");
-    let response = transport
-        .send(HttpRequest {
-            method: "GET",
-            scheme,
-            authority: authority.to_string(),
-            path_and_query: path_and_query.to_string(),
-            headers: vec![("accept".into(), "application/json".into())],
-            body: Vec::new(),
-            timeout: Some(retry::current(now).remaining(now).min(retry::REQUEST_CAP)),
-        })
-        .map_err(|e| CredentialsError(format!("{source}: no answer: {e}")))?;
+    let started = SystemTime::now();
+    let outcome = transport.send(HttpRequest {
+        method: "GET",
+        scheme,
+        authority: authority.to_string(),
+        path_and_query: path_and_query.to_string(),
+        headers: vec![("accept".into(), "application/json".into())],
+        body: Vec::new(),
+        timeout: Some(retry::current(now).remaining(now).min(retry::REQUEST_CAP)),
+    });
+    // The host only: the URI's path and query may carry a secret.
+    crate::diag::line(|| {
+        let elapsed = SystemTime::now()
+            .duration_since(started)
+            .unwrap_or_default();
+        crate::diag::request_line("credentials URI", authority, &outcome, elapsed, 1)
+    });
+    let response = outcome.map_err(|e| CredentialsError(format!("{source}: no answer: {e}")))?;
+    if (300..400).contains(&response.status) {
+        return Err(CredentialsError(format!(
+            "{source}: answered with a redirect (HTTP {}), and redirects are not followed; \
+             set {VAR} to the final address",
+            response.status
+        )));
+    }
     if response.status != 200 {
         return Err(CredentialsError(format!(
             "{source}: HTTP {}",
