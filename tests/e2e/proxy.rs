@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 /// base64("cosign:s3cret")
-const AUTH: &str = "Basic Y29zaWduOnMzY3JldA==";
+pub(crate) const AUTH: &str = "Basic Y29zaWduOnMzY3JldA==";
 
 /// CONNECT request lines, each with the `Proxy-Authorization` value that came with it.
 type Seen = Mutex<Vec<(String, Option<String>)>>;
 
 /// A small HTTP CONNECT proxy on loopback, one thread per connection.
-struct Proxy {
+pub(crate) struct Proxy {
     port: u16,
     tunnels: Arc<AtomicUsize>,
     seen: Arc<Seen>,
@@ -25,7 +25,7 @@ struct Proxy {
 
 impl Proxy {
     /// `auth`: the `Proxy-Authorization` value demanded (407 otherwise).
-    fn start(auth: Option<&'static str>) -> Proxy {
+    pub(crate) fn start(auth: Option<&'static str>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let tunnels = Arc::new(AtomicUsize::new(0));
@@ -44,11 +44,11 @@ impl Proxy {
         }
     }
 
-    fn url(&self, userinfo: &str) -> String {
+    pub(crate) fn url(&self, userinfo: &str) -> String {
         format!("http://{userinfo}127.0.0.1:{}", self.port)
     }
 
-    fn tunnels(&self) -> usize {
+    pub(crate) fn tunnels(&self) -> usize {
         self.tunnels.load(Ordering::SeqCst)
     }
 }
