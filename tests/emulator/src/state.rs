@@ -575,6 +575,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn issued_credentials_expire_after_their_queued_use_budget() {
+        let mut s = State::new("cn-hangzhou".into(), "1234567890123456".into());
+        let now = SystemTime::now();
+        let later = now + std::time::Duration::from_secs(3600);
+        let expired = |s: &State, id: &str| {
+            s.credentials[id]
+                .expiration
+                .is_some_and(|e| e <= now + std::time::Duration::from_secs(1))
+        };
+        s.next_issued_uses.extend([0, 2]);
+        s.register_issued(Credential::sts("A", "s", "t", later), now);
+        s.register_issued(Credential::sts("B", "s", "t", later), now);
+        s.register_issued(Credential::sts("C", "s", "t", later), now);
+        assert!(expired(&s, "A"), "a budget of 0: expired from the start");
+        assert!(!expired(&s, "B"));
+        s.count_use("B", now);
+        assert!(!expired(&s, "B"), "one use left");
+        s.count_use("B", now);
+        assert!(expired(&s, "B"), "budget spent");
+        s.count_use("C", now);
+        assert!(!expired(&s, "C"), "only queued issues are affected");
+    }
+
+    #[test]
     fn ids_have_the_documented_shapes() {
         let s = State::new("cn-hangzhou".into(), "1234567890123456".into());
         let id = s.new_key_id();
