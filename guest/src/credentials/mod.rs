@@ -115,7 +115,8 @@ pub fn resolve(
             // Static keys with a role ARN: assume the role with them (as the ACK chain does).
             match (found, var(env, "ALIBABA_CLOUD_ROLE_ARN")) {
                 (Found::Yes(keys), Some(role)) => {
-                    sts::assume_role(env, transport, now, &keys, &role, None).map(Found::Yes)
+                    sts::assume_role(env, transport, now, &keys, &role, &Default::default())
+                        .map(Found::Yes)
                 }
                 (found, _) => Ok(found),
             }
@@ -173,19 +174,23 @@ fn read_named_file(
     let Some(path) = var(env, variable) else {
         return Ok(None);
     };
-    let fail = |e: std::io::Error| CredentialsError(format!("cannot read {variable}={path}: {e}"));
-    let file = std::fs::File::open(&path).map_err(fail)?;
+    let text = read_small_file(&path, &format!("{variable}={path}"))?;
+    Ok(Some((path, text)))
+}
+
+/// Reads a credential file at most [`MAX_FILE_BYTES`] long; `what` names it in errors.
+fn read_small_file(path: &str, what: &str) -> Result<String, CredentialsError> {
+    let fail = |e: std::io::Error| CredentialsError(format!("cannot read {what}: {e}"));
+    let file = std::fs::File::open(path).map_err(fail)?;
     let mut text = String::new();
     use std::io::Read;
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(fail)?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(CredentialsError(format!(
-            "{variable}={path} is larger than 1 MiB"
-        )));
+        return Err(CredentialsError(format!("{what} is larger than 1 MiB")));
     }
-    Ok(Some((path, text)))
+    Ok(text)
 }
 
 /// The profile a file-based source uses: `ALIBABA_CLOUD_PROFILE`, else `fallback`.
@@ -221,6 +226,16 @@ struct CliProfile {
     ram_role_name: String,
     #[serde(default)]
     source_profile: String,
+    #[serde(default)]
+    sts_region: String,
+    #[serde(default)]
+    policy: String,
+    #[serde(default)]
+    external_id: String,
+    #[serde(default)]
+    oidc_provider_arn: String,
+    #[serde(default)]
+    oidc_token_file: String,
 }
 
 /// `~/.aliyun/config.json`, as written by `aliyun configure`.
@@ -328,19 +343,20 @@ impl Cli<'_> {
                 Found::Skipped(why) => Err(CredentialsError(why)),
             }
         };
+        let non_empty = |v: &'_ str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        let session = non_empty(&profile.ram_session_name);
+        let role_arn = || {
+            non_empty(&profile.ram_role_arn)
+                .ok_or_else(|| CredentialsError(format!("{source} has no ram_role_arn")))
+        };
         let assume = |with: Credentials| {
-            if profile.ram_role_arn.trim().is_empty() {
-                return Err(CredentialsError(format!("{source} has no ram_role_arn")));
-            }
-            let session = Some(profile.ram_session_name.trim()).filter(|s| !s.is_empty());
-            sts::assume_role(
-                env,
-                self.transport,
-                self.now,
-                &with,
-                profile.ram_role_arn.trim(),
-                session,
-            )
+            let options = sts::AssumeOptions {
+                session: session.as_deref(),
+                region: Some(profile.sts_region.as_str()),
+                policy: Some(profile.policy.as_str()),
+                external_id: Some(profile.external_id.as_str()),
+            };
+            sts::assume_role(env, self.transport, self.now, &with, &role_arn()?, &options)
         };
         match profile.mode.as_str() {
             "AK" => keys(None),
@@ -364,6 +380,49 @@ impl Cli<'_> {
                     Found::Skipped(why) => Err(CredentialsError(format!("{source}: {why}"))),
                 }
             }
+            "OIDC" => {
+                let role = role_arn()?;
+                let provider = non_empty(&profile.oidc_provider_arn).ok_or_else(|| {
+                    CredentialsError(format!("{source} has no oidc_provider_arn"))
+                })?;
+                let file = non_empty(&profile.oidc_token_file)
+                    .ok_or_else(|| CredentialsError(format!("{source} has no oidc_token_file")))?;
+                // The host shares the token file's directory at the same path (see
+                // host/src/policy.rs); re-read on every run, as the token rotates.
+                let token = read_small_file(
+                    &file,
+                    &format!("the oidc_token_file {file} of profile {name:?} in {path}"),
+                )
+                .map_err(|CredentialsError(e)| {
+                    CredentialsError(format!(
+                        "{e} (the sandbox shares the directory of an absolute oidc_token_file \
+                         that exists; see --print-sandbox)"
+                    ))
+                })?;
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(CredentialsError(format!(
+                        "the oidc_token_file {file} of profile {name:?} in {path} is empty"
+                    )));
+                }
+                let host = sts::endpoint_in(env, Some(&profile.sts_region));
+                let session = session
+                    .clone()
+                    .unwrap_or_else(|| sts::session_name(env, self.now));
+                sts::assume_role_with_oidc(
+                    self.transport,
+                    self.now,
+                    &sts::OidcExchange {
+                        host: &host,
+                        role_arn: &role,
+                        provider_arn: &provider,
+                        token,
+                        session: &session,
+                        source: &format!("role {role} via {host}, OIDC token of {source}"),
+                        token_origin: &format!("the oidc_token_file {file}"),
+                    },
+                )
+            }
             "ChainableRamRoleArn" => {
                 let from = profile.source_profile.trim();
                 if from.is_empty() {
@@ -374,7 +433,7 @@ impl Cli<'_> {
             }
             other => Err(CredentialsError(format!(
                 "profile {name:?} in {path} uses mode {other:?}, which this plugin does not \
-                 support yet (supported: AK, StsToken, RamRoleArn, EcsRamRole, \
+                 support yet (supported: AK, StsToken, RamRoleArn, EcsRamRole, OIDC, \
                  ChainableRamRoleArn); set ALIBABA_CLOUD_ACCESS_KEY_ID and \
                  ALIBABA_CLOUD_ACCESS_KEY_SECRET or choose another profile with \
                  ALIBABA_CLOUD_PROFILE"
@@ -446,8 +505,12 @@ fn credentials_file(
             if get("role_arn").is_empty() {
                 return Err(CredentialsError(format!("{source} has no role_arn")));
             }
-            let session = Some(get("role_session_name")).filter(|s| !s.is_empty());
-            sts::assume_role(env, transport, now, &keys, get("role_arn"), session).map(Found::Yes)
+            let options = sts::AssumeOptions {
+                session: Some(get("role_session_name")).filter(|s| !s.is_empty()),
+                policy: Some(get("policy")),
+                ..Default::default()
+            };
+            sts::assume_role(env, transport, now, &keys, get("role_arn"), &options).map(Found::Yes)
         }
         "ecs_ram_role" => {
             let role = Some(get("role_name").to_string()).filter(|r| !r.is_empty());

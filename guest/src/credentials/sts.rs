@@ -16,6 +16,12 @@ const DURATION_SECONDS: &str = "3600";
 /// The STS host: `ALIBABA_CLOUD_STS_ENDPOINT` verbatim (a scheme or trailing `/` is dropped),
 /// else `sts[-vpc].<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com`, else `sts.aliyuncs.com`.
 pub fn endpoint(env: EnvLookup<'_>) -> String {
+    endpoint_in(env, None)
+}
+
+/// As [`endpoint`], with the STS region of a profile (its `sts_region`), which comes after
+/// `ALIBABA_CLOUD_STS_ENDPOINT` and before `ALIBABA_CLOUD_STS_REGION`.
+pub fn endpoint_in(env: EnvLookup<'_>, region: Option<&str>) -> String {
     if let Some(e) = var(env, "ALIBABA_CLOUD_STS_ENDPOINT") {
         let e = e
             .strip_prefix("https://")
@@ -23,7 +29,12 @@ pub fn endpoint(env: EnvLookup<'_>) -> String {
             .unwrap_or(&e);
         return e.trim_end_matches('/').to_string();
     }
-    match var(env, "ALIBABA_CLOUD_STS_REGION") {
+    let region = region
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .or_else(|| var(env, "ALIBABA_CLOUD_STS_REGION"));
+    match region {
         Some(region) => {
             let vpc = var(env, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
@@ -70,18 +81,56 @@ pub fn oidc(
         return Err(CredentialsError(format!("{TOKEN_VAR}={path} is empty")));
     }
     let host = endpoint(env);
+    let source = format!("RRSA/OIDC role {role} via {host}");
+    assume_role_with_oidc(
+        transport,
+        now,
+        &OidcExchange {
+            host: &host,
+            role_arn: &role,
+            provider_arn: &provider,
+            token,
+            session: &session_name(env, now),
+            source: &source,
+            token_origin: TOKEN_VAR,
+        },
+    )
+    .map(Found::Yes)
+}
+
+/// One `AssumeRoleWithOIDC` call: the OIDC token (already read) for the role's credentials.
+pub struct OidcExchange<'a> {
+    /// The STS `host[:port]`.
+    pub host: &'a str,
+    pub role_arn: &'a str,
+    pub provider_arn: &'a str,
+    pub token: &'a str,
+    pub session: &'a str,
+    /// Names the source in errors and in the credentials' `source`.
+    pub source: &'a str,
+    /// Where the token came from, for the hint of a refused token (a variable or a file).
+    pub token_origin: &'a str,
+}
+
+/// STS `AssumeRoleWithOIDC`, anonymous: the token is the proof. The token travels in the
+/// form body, never in the URL, and never appears in an error.
+pub fn assume_role_with_oidc(
+    transport: &dyn Transport,
+    now: SystemTime,
+    x: &OidcExchange<'_>,
+) -> Result<Credentials, CredentialsError> {
     let params = [
         ("DurationSeconds", DURATION_SECONDS.to_string()),
-        ("OIDCProviderArn", provider),
-        ("OIDCToken", token.to_string()),
-        ("RoleArn", role.clone()),
-        ("RoleSessionName", session_name(env, now)),
+        ("OIDCProviderArn", x.provider_arn.to_string()),
+        ("OIDCToken", x.token.to_string()),
+        ("RoleArn", x.role_arn.to_string()),
+        ("RoleSessionName", x.session.to_string()),
     ];
     let body = form(&params);
     let build = |now: SystemTime| HttpRequest {
         method: "POST",
         scheme: Scheme::Https,
-        authority: host.clone(),
+        authority: x.host.to_string(),
         path_and_query: "/".into(),
         headers: vec![
             ("x-acs-action".into(), "AssumeRoleWithOIDC".into()),
@@ -97,7 +146,7 @@ pub fn oidc(
         body: body.clone().into_bytes(),
         timeout: None,
     };
-    let source = format!("RRSA/OIDC role {role} via {host}");
+    let source = x.source;
     let response = send_retrying(transport, "AssumeRoleWithOIDC", now, build).map_err(|e| {
         CredentialsError(format!(
             "{source}: STS AssumeRoleWithOIDC got no answer: {e}"
@@ -106,13 +155,27 @@ pub fn oidc(
     let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
     if !(200..300).contains(&response.status) {
         return Err(CredentialsError(sts_error(
-            &source,
+            source,
             "AssumeRoleWithOIDC",
             response.status,
             json.as_ref(),
+            x.token_origin,
         )));
     }
-    credentials_from(&source, json.as_ref()).map(Found::Yes)
+    credentials_from(source, json.as_ref())
+}
+
+/// What a role assumption may add to the role ARN (all optional).
+#[derive(Default)]
+pub struct AssumeOptions<'a> {
+    /// `RoleSessionName`; default [`session_name`].
+    pub session: Option<&'a str>,
+    /// The STS region of a profile (see [`endpoint_in`]).
+    pub region: Option<&'a str>,
+    /// `Policy`: a JSON policy that narrows the role's permissions for this session.
+    pub policy: Option<&'a str>,
+    /// `ExternalId`: the value the role's trust policy requires (confused-deputy guard).
+    pub external_id: Option<&'a str>,
 }
 
 /// STS `AssumeRole` signed (ACS3) by `with`, for `role_arn`. `source` names where the role
@@ -123,18 +186,25 @@ pub fn assume_role(
     now: SystemTime,
     with: &Credentials,
     role_arn: &str,
-    session: Option<&str>,
+    options: &AssumeOptions<'_>,
 ) -> Result<Credentials, CredentialsError> {
-    let host = endpoint(env);
+    let host = endpoint_in(env, options.region);
     let source = format!("role {role_arn} via {host}, assumed with {}", with.source);
-    let session = session
+    let session = options
+        .session
         .map(str::to_string)
         .unwrap_or_else(|| session_name(env, now));
-    let params = [
+    let mut params = vec![
         ("DurationSeconds", DURATION_SECONDS.to_string()),
         ("RoleArn", role_arn.to_string()),
         ("RoleSessionName", session),
     ];
+    if let Some(policy) = options.policy.filter(|p| !p.trim().is_empty()) {
+        params.push(("Policy", policy.trim().to_string()));
+    }
+    if let Some(id) = options.external_id.filter(|p| !p.trim().is_empty()) {
+        params.push(("ExternalId", id.trim().to_string()));
+    }
     let query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let build = |now: SystemTime| {
         let mut headers: Vec<(String, String)> = vec![
@@ -189,6 +259,7 @@ pub fn assume_role(
             "AssumeRole",
             response.status,
             json.as_ref(),
+            "",
         )));
     }
     credentials_from(&source, json.as_ref())
@@ -250,7 +321,13 @@ fn nonce() -> String {
 
 /// A clear message from an STS error body (`Code`, `Message`, `RequestId`), with a hint for
 /// the codes a user can act on. Never includes a request parameter.
-fn sts_error(source: &str, action: &str, status: u16, json: Option<&serde_json::Value>) -> String {
+fn sts_error(
+    source: &str,
+    action: &str,
+    status: u16,
+    json: Option<&serde_json::Value>,
+    token_origin: &str,
+) -> String {
     let field = |name: &str| {
         json.and_then(|j| j.get(name))
             .and_then(|v| v.as_str())
@@ -263,15 +340,19 @@ fn sts_error(source: &str, action: &str, status: u16, json: Option<&serde_json::
     let message: String = field("Message").chars().take(300).collect();
     let request_id = field("RequestId");
     let hint = if code.contains("OIDCToken.Expired") {
-        " The OIDC token in ALIBABA_CLOUD_OIDC_TOKEN_FILE has expired; it is normally rotated \
-         by the cluster (RRSA), check that the file is refreshed."
+        format!(
+            " The OIDC token in {token_origin} has expired; it is normally rotated by the \
+             cluster (RRSA), check that the file is refreshed."
+        )
     } else if code.contains("OIDCToken") {
-        " The OIDC token in ALIBABA_CLOUD_OIDC_TOKEN_FILE was not accepted; check that it is \
-         the token issued for ALIBABA_CLOUD_OIDC_PROVIDER_ARN."
+        format!(
+            " The OIDC token in {token_origin} was not accepted; check that it is the token \
+             issued for the OIDC provider ARN."
+        )
     } else if code.starts_with("NoPermission") || code.contains("Role") {
-        " Check the role ARN and that the role's trust policy allows this identity."
+        " Check the role ARN and that the role's trust policy allows this identity.".into()
     } else {
-        ""
+        String::new()
     };
     format!(
         "{source}: STS {action} failed with HTTP {status} {code}: {message} (RequestId \
@@ -679,5 +760,96 @@ mod tests {
         ]);
         assert!(resolve(&e, &t).unwrap_err().0.contains("is empty"));
         assert!(t.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_cli_oidc_profile_exchanges_its_token_file_and_can_source_a_chain() {
+        let token = super::super::testing::temp_file("token", "profile.jwt.sig\n");
+        let cli = super::super::testing::temp_file(
+            "config.json",
+            &format!(
+                r#"{{"current":"o","profiles":[
+                {{"name":"o","mode":"OIDC","ram_role_arn":"{ROLE}","oidc_provider_arn":"{PROVIDER}","oidc_token_file":"{token}","ram_session_name":"oidc-session","sts_region":"cn-shanghai"}},
+                {{"name":"c","mode":"ChainableRamRoleArn","source_profile":"o","ram_role_arn":"acs:ram::1:role/next","policy":"{{\"Version\":\"1\"}}","external_id":"ext-42"}},
+                {{"name":"gone","mode":"OIDC","ram_role_arn":"{ROLE}","oidc_provider_arn":"{PROVIDER}","oidc_token_file":"/nonexistent/oidc/token"}},
+                {{"name":"half","mode":"OIDC","ram_role_arn":"{ROLE}","oidc_token_file":"{token}"}}]}}"#
+            ),
+        );
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &cli)]), &t).unwrap();
+        assert_eq!(c.security_token.as_deref(), Some("sts-token"));
+        assert!(
+            c.source.starts_with(&format!(
+                "role {ROLE} via sts.cn-shanghai.aliyuncs.com, OIDC token of Aliyun CLI profile \"o\""
+            )),
+            "{}",
+            c.source
+        );
+        let sent = t.sent.borrow();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].authority, "sts.cn-shanghai.aliyuncs.com");
+        assert!(!sent[0].headers.iter().any(|(n, _)| n == "authorization"));
+        let p = form_params(&sent[0].body);
+        assert_eq!(p["OIDCToken"], "profile.jwt.sig");
+        assert_eq!(p["RoleArn"], ROLE);
+        assert_eq!(p["OIDCProviderArn"], PROVIDER);
+        assert_eq!(p["RoleSessionName"], "oidc-session");
+        drop(sent);
+
+        // As the source of a chain: the OIDC credentials sign the AssumeRole, which carries
+        // the profile's policy and external id; ALIBABA_CLOUD_STS_ENDPOINT wins over sts_region.
+        let t = MockTransport::new(|_| ok_answer());
+        let e = env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "c"),
+            ("ALIBABA_CLOUD_STS_ENDPOINT", "127.0.0.1:9443"),
+        ]);
+        let c = resolve(&e, &t).unwrap();
+        assert!(
+            c.source.starts_with("role acs:ram::1:role/next"),
+            "{}",
+            c.source
+        );
+        assert_eq!(t.actions(), ["AssumeRoleWithOIDC", "AssumeRole"]);
+        let sent = t.sent.borrow();
+        assert!(sent.iter().all(|r| r.authority == "127.0.0.1:9443"));
+        let q = &sent[1].path_and_query;
+        assert!(q.contains("ExternalId=ext-42"), "{q}");
+        assert!(q.contains("Policy=%7B%22Version%22%3A%221%22%7D"), "{q}");
+        drop(sent);
+
+        // A token file that cannot be read names the profile and the path; nothing is sent.
+        let t = MockTransport::new(|_| ok_answer());
+        let e = env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "gone"),
+        ]);
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(
+            err.contains(
+                "cannot read the oidc_token_file /nonexistent/oidc/token of profile \"gone\""
+            ),
+            "{err}"
+        );
+        let e = env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "half"),
+        ]);
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(err.contains("has no oidc_provider_arn"), "{err}");
+        assert!(t.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_ini_ram_role_arn_section_sends_its_policy() {
+        let ini = super::super::testing::temp_file(
+            "credentials",
+            "[default]\ntype = ram_role_arn\naccess_key_id = LTAIini\naccess_key_secret = is\nrole_arn = acs:ram::123:role/ini\npolicy = {\"Version\":\"1\"}\n",
+        );
+        let t = MockTransport::new(|_| ok_answer());
+        resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini)]), &t).unwrap();
+        let q = t.sent.borrow()[0].path_and_query.clone();
+        assert!(q.contains("Policy=%7B%22Version%22%3A%221%22%7D"), "{q}");
+        assert!(!q.contains("ExternalId"), "{q}");
     }
 }
