@@ -28,6 +28,8 @@ pub const GUEST_ENV_VARS: &[&str] = &[
     "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED",
     "ALIBABA_CLOUD_ECS_METADATA",
     "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+    "ALIBABA_CLOUD_IMDSV1_DISABLED",
+    "ALIBABA_CLOUD_IMDSV2_DISABLED",
     IMDS_ENDPOINT_ENV,
     CREDENTIALS_URI_ENV,
     "SIGSTORE_ALIBABAKMS_TIMEOUT",
@@ -90,6 +92,18 @@ pub struct GrantedFile {
     pub guest_path: String,
 }
 
+/// A directory shared read-only at its own absolute path, because a credential file names a
+/// file in it: the `oidc_token_file` of an Aliyun CLI `OIDC` profile. The guest opens the
+/// path exactly as the config file writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantedDir {
+    pub host_dir: std::path::PathBuf,
+    /// The same path, as the guest sees it.
+    pub guest_dir: String,
+    /// Why it is shared, e.g. `oidc_token_file of profile "ci" in /home/u/.aliyun/config.json`.
+    pub why: String,
+}
+
 /// Turns on diagnostics on stderr (the guest's and the host's); never prints a secret.
 pub const DEBUG_ENV: &str = "SIGSTORE_ALIBABAKMS_DEBUG";
 
@@ -112,6 +126,11 @@ pub struct SandboxPolicy {
     pub hosts: AllowedHosts,
     /// Credential files the guest may read (their directories, read-only).
     pub files: Vec<GrantedFile>,
+    /// Directories of token files named inside the Aliyun CLI config (read-only).
+    pub dirs: Vec<GrantedDir>,
+    /// Token files named inside the Aliyun CLI config that are not shared, and why (shown by
+    /// `--print-sandbox`; the guest's error names the profile and the path).
+    pub not_shared: Vec<String>,
 }
 
 impl SandboxPolicy {
@@ -145,7 +164,14 @@ impl SandboxPolicy {
                 }
             }
         }
-        Ok(Self { env, hosts, files })
+        let (dirs, not_shared) = cli_oidc_token_dirs(&lookup, &files);
+        Ok(Self {
+            env,
+            hosts,
+            files,
+            dirs,
+            not_shared,
+        })
     }
 
     /// Whether `SIGSTORE_ALIBABAKMS_DEBUG` asks for per-request diagnostics on stderr.
@@ -169,6 +195,10 @@ impl fmt::Debug for SandboxPolicy {
             .field(
                 "files",
                 &self.files.iter().map(|f| &f.host_path).collect::<Vec<_>>(),
+            )
+            .field(
+                "dirs",
+                &self.dirs.iter().map(|d| &d.host_dir).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -212,10 +242,11 @@ impl fmt::Display for SandboxPolicy {
                 e.var
             )?;
         }
-        if self.files.is_empty() {
-            return writeln!(f, "files: none (no directory is shared with the component)");
+        if self.files.is_empty() && self.dirs.is_empty() {
+            writeln!(f, "files: none (no directory is shared with the component)")?;
+        } else {
+            writeln!(f, "files (each file's own directory, read-only):")?;
         }
-        writeln!(f, "files (each file's own directory, read-only):")?;
         for file in &self.files {
             writeln!(
                 f,
@@ -224,6 +255,18 @@ impl fmt::Display for SandboxPolicy {
                 file.guest_path,
                 file.var
             )?;
+        }
+        for dir in &self.dirs {
+            writeln!(
+                f,
+                "  {}/ -> {}/ (directory of the {})",
+                dir.host_dir.display(),
+                dir.guest_dir,
+                dir.why
+            )?;
+        }
+        for note in &self.not_shared {
+            writeln!(f, "  not shared: {note}")?;
         }
         Ok(())
     }
@@ -255,6 +298,113 @@ fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> Vec<GrantedFile> {
             })
         })
         .collect()
+}
+
+/// How many `source_profile` links the host follows (the guest refuses deeper chains).
+const MAX_PROFILE_CHAIN: usize = 5;
+
+/// The directories of the `oidc_token_file`s the selected Aliyun CLI profile uses: the
+/// profile itself when its mode is `OIDC`, and each `source_profile` of a
+/// `ChainableRamRoleArn` chain (loops and chains deeper than [`MAX_PROFILE_CHAIN`] end the
+/// walk). Only the granted config file is read, and of it only the profile names, modes,
+/// source profiles and token paths; a config that is not valid JSON shares nothing (the guest
+/// reports it). A token path that is not absolute, not a readable file, or whose directory
+/// is `/`, the home directory or above it, is not shared, with the reason.
+fn cli_oidc_token_dirs(
+    lookup: &impl Fn(&str) -> Option<String>,
+    files: &[GrantedFile],
+) -> (Vec<GrantedDir>, Vec<String>) {
+    let (mut dirs, mut not_shared) = (Vec::new(), Vec::new());
+    if lookup("ALIBABA_CLOUD_CLI_PROFILE_DISABLED")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return (dirs, not_shared);
+    }
+    let Some(config) = files.iter().find(|f| f.var == "ALIBABA_CLOUD_CONFIG_FILE") else {
+        return (dirs, not_shared);
+    };
+    let mut text = String::new();
+    let read = std::fs::File::open(&config.host_path).and_then(|f| {
+        std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text)
+    });
+    let Ok(json) = read
+        .map_err(drop)
+        .and_then(|_| serde_json::from_str::<serde_json::Value>(&text).map_err(drop))
+    else {
+        return (dirs, not_shared);
+    };
+    drop(text);
+    let field = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .map(|x| x.trim().to_string())
+            .unwrap_or_default()
+    };
+    let profiles: &[serde_json::Value] = json
+        .get("profiles")
+        .and_then(|p| p.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let home = lookup("HOME")
+        .filter(|h| !h.trim().is_empty())
+        .and_then(|h| std::fs::canonicalize(h.trim()).ok());
+    let mut name = lookup("ALIBABA_CLOUD_PROFILE")
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| field(&json, "current"));
+    let mut visited: Vec<String> = Vec::new();
+    while visited.len() < MAX_PROFILE_CHAIN && !visited.contains(&name) {
+        visited.push(name.clone());
+        let Some(profile) = profiles.iter().find(|p| field(p, "name") == name) else {
+            break;
+        };
+        let mode = field(profile, "mode");
+        let token_file = field(profile, "oidc_token_file");
+        if mode == "OIDC" && !token_file.is_empty() {
+            let why = format!(
+                "oidc_token_file of profile {name:?} in {}",
+                config.host_path.display()
+            );
+            match token_dir(&token_file, home.as_deref()) {
+                Ok(dir) => {
+                    if !dirs.iter().any(|d: &GrantedDir| d.host_dir == dir) {
+                        dirs.push(GrantedDir {
+                            guest_dir: dir.display().to_string(),
+                            host_dir: dir,
+                            why,
+                        });
+                    }
+                }
+                Err(reason) => not_shared.push(format!("{token_file} ({why}): {reason}")),
+            }
+        }
+        if mode != "ChainableRamRoleArn" {
+            break;
+        }
+        name = field(profile, "source_profile");
+    }
+    (dirs, not_shared)
+}
+
+/// The directory to share for a token file, as written (the guest opens the written path),
+/// or why it is not shared.
+fn token_dir(
+    token_file: &str,
+    home: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf, &'static str> {
+    let path = std::path::Path::new(token_file);
+    if !path.is_absolute() {
+        return Err("not an absolute path");
+    }
+    if std::fs::File::open(path).is_err() || !path.is_file() {
+        return Err("not a readable file");
+    }
+    let dir = path.parent().ok_or("no directory")?;
+    let real = std::fs::canonicalize(dir).map_err(|_| "its directory cannot be resolved")?;
+    if real.parent().is_none() || home.is_some_and(|h| h.starts_with(&real)) {
+        return Err("its directory is / or contains the home directory; move the token file into a directory of its own");
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// The HTTPS destinations the guest may reach: every `*.aliyuncs.com` on port 443, plus the
@@ -752,6 +902,80 @@ mod tests {
             .unwrap()
             .files
             .is_empty());
+    }
+
+    #[test]
+    fn oidc_token_directories_named_in_the_cli_config_are_shared_at_their_path() {
+        let root = std::env::temp_dir().join(format!("policy-cli-oidc-{}", std::process::id()));
+        let home = root.join("home");
+        let tokens = root.join("tokens");
+        std::fs::create_dir_all(home.join(".aliyun")).unwrap();
+        std::fs::create_dir_all(&tokens).unwrap();
+        std::fs::write(tokens.join("token"), "jwt").unwrap();
+        std::fs::write(home.join("token"), "jwt").unwrap();
+        let tokens = std::fs::canonicalize(&tokens).unwrap();
+        let token = tokens.join("token").display().to_string();
+        let in_home = std::fs::canonicalize(home.join("token")).unwrap();
+        let config = home.join(".aliyun/config.json");
+        let write = |text: String| std::fs::write(&config, text).unwrap();
+        write(format!(
+            r#"{{"current":"chain","profiles":[
+            {{"name":"chain","mode":"ChainableRamRoleArn","source_profile":"oidc","access_key_secret":"never-read"}},
+            {{"name":"oidc","mode":"OIDC","oidc_token_file":"{token}"}},
+            {{"name":"other","mode":"OIDC","oidc_token_file":"/etc/hostname"}},
+            {{"name":"relative","mode":"OIDC","oidc_token_file":"token"}},
+            {{"name":"home","mode":"OIDC","oidc_token_file":"{}"}},
+            {{"name":"loop","mode":"ChainableRamRoleArn","source_profile":"loop"}}]}}"#,
+            in_home.display()
+        ));
+        let h = home.to_str().unwrap();
+        let p = policy(&[("HOME", h)]).unwrap();
+        assert_eq!(p.dirs.len(), 1, "{p:?}");
+        assert_eq!(p.dirs[0].host_dir, tokens);
+        assert_eq!(p.dirs[0].guest_dir, tokens.display().to_string());
+        assert!(
+            p.dirs[0].why.contains("profile \"oidc\""),
+            "{}",
+            p.dirs[0].why
+        );
+        let shown = p.to_string();
+        assert!(
+            shown.contains(&format!(
+                "{}/ -> {}/ (directory of the oidc_token_file of profile \"oidc\"",
+                tokens.display(),
+                tokens.display()
+            )),
+            "{shown}"
+        );
+        assert!(!shown.contains("never-read"), "{shown}");
+        // Only the selected profile's chain: /etc of "other" is not shared.
+        assert!(!shown.contains("/etc"), "{shown}");
+        // Not absolute, or the home directory itself: not shared, and said so.
+        let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "relative")]).unwrap();
+        assert!(p.dirs.is_empty());
+        assert!(
+            p.not_shared[0].contains("not an absolute path"),
+            "{:?}",
+            p.not_shared
+        );
+        let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "home")]).unwrap();
+        assert!(p.dirs.is_empty());
+        assert!(p.to_string().contains("contains the home directory"), "{p}");
+        // A loop ends the walk; disabled profiles share nothing.
+        assert!(policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "loop")])
+            .unwrap()
+            .dirs
+            .is_empty());
+        assert!(
+            policy(&[("HOME", h), ("ALIBABA_CLOUD_CLI_PROFILE_DISABLED", "true")])
+                .unwrap()
+                .dirs
+                .is_empty()
+        );
+        // A malformed config shares nothing and does not fail.
+        write("{\"current\": \"oidc\", \"profiles\": [".into());
+        let p = policy(&[("HOME", h)]).unwrap();
+        assert!(p.dirs.is_empty() && p.files.len() == 1);
     }
 
     #[test]
