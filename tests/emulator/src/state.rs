@@ -375,6 +375,8 @@ pub struct State {
     pub oidc_roles: Vec<crate::sts::OidcRole>,
     /// Roles STS `AssumeRole` may assume.
     pub ram_roles: BTreeSet<String>,
+    /// Role ARN -> the `ExternalId` its trust policy requires.
+    pub ram_role_external_ids: std::collections::BTreeMap<String, String>,
     /// Aliases per region (DOC-LIMITS default: 300).
     pub max_aliases: usize,
     /// How ListKeyVersions orders versions.
@@ -441,6 +443,7 @@ impl State {
             credentials: HashMap::new(),
             oidc_roles: Vec::new(),
             ram_roles: BTreeSet::new(),
+            ram_role_external_ids: Default::default(),
             max_aliases: 300,
             version_order: VersionOrder::default(),
             shuffle_seed: {

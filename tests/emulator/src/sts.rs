@@ -18,7 +18,11 @@
 //! or STS credential the emulator knows may sign), or through the legacy V1 HMAC-SHA1 check
 //! the credential libraries' signature needs ([`crate::v1_verify`]),
 //! then [`signed_action`] runs it for the roles of [`crate::EmulatorConfig::ram_role`]. An
-//! unknown role is 404 `EntityNotExist.Role`.
+//! unknown role is 404 `EntityNotExist.Role`. A role whose trust policy requires an
+//! `ExternalId` ([`crate::EmulatorConfig::ram_role_with_external_id`]) refuses a request
+//! without exactly that value with 403 `NoPermission`. A `Policy` must be a JSON object with
+//! a `Version`, at most 2048 characters, else 400 `InvalidParameter.PolicyGrammar` (or
+//! `.PolicySize`).
 //!
 //! Not implemented: every other STS action (404 `InvalidAction.NotFound`).
 
@@ -136,6 +140,31 @@ fn assume_role(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
             "EntityNotExist.Role",
             "The specified Role not exists.",
         ));
+    }
+    if let Some(policy) = ctx.params.get("Policy") {
+        if policy.is_empty() || policy.len() > 2048 {
+            return Err(invalid(
+                "PolicySize",
+                "The policy must be 1 to 2048 characters.",
+            ));
+        }
+        let parsed: Option<Value> = serde_json::from_str(policy).ok();
+        if parsed.is_none_or(|p| p.get("Version").is_none()) {
+            return Err(invalid(
+                "PolicyGrammar",
+                "The policy is not a JSON policy document with a Version.",
+            ));
+        }
+    }
+    if let Some(required_id) = ctx.state.ram_role_external_ids.get(&role_arn) {
+        if ctx.params.get("ExternalId") != Some(required_id) {
+            return Err(ApiError::service(
+                403,
+                "NoPermission",
+                "You are not authorized to do this action: the role's trust policy requires \
+                 another ExternalId.",
+            ));
+        }
     }
     Ok(issue(ctx, &role_arn, &session, duration))
 }
