@@ -9,14 +9,14 @@ use alibabakms_emulator::{Emulator, EmulatorConfig};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-const ROLE: &str = "acs:ram::1234567890123456:role/cosign-signer";
-const PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1";
+pub(crate) const ROLE: &str = "acs:ram::1234567890123456:role/cosign-signer";
+pub(crate) const PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1";
 const EXPIRED_ROLE: &str = "acs:ram::1234567890123456:role/stale";
-const ECS_ROLE: &str = "EcsCosignSigner";
-const SECOND_ROLE: &str = "acs:ram::1234567890123456:role/cosign-release";
+pub(crate) const ECS_ROLE: &str = "EcsCosignSigner";
+pub(crate) const SECOND_ROLE: &str = "acs:ram::1234567890123456:role/cosign-release";
 const EXPIRED_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.ZXhwaXJlZC1zaWc";
 
-fn emulator_with_oidc() -> Emulator {
+pub(crate) fn emulator_with_oidc() -> Emulator {
     Emulator::start(
         EmulatorConfig::default()
             .no_credentials()
@@ -38,7 +38,7 @@ fn emulator_with_oidc() -> Emulator {
     .unwrap()
 }
 
-fn temp_dir() -> PathBuf {
+pub(crate) fn temp_dir() -> PathBuf {
     let mut b = [0u8; 6];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
     let dir = std::env::temp_dir().join(format!("kms-e2e-remote-{}", hex::encode(b)));
@@ -46,13 +46,13 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
 }
 
 /// Trust, allow-list and an empty HOME; no AccessKey variables.
-fn base_env(emu: &Emulator, home: &Path) -> Vec<(String, String)> {
+pub(crate) fn base_env(emu: &Emulator, home: &Path) -> Vec<(String, String)> {
     let mut env = env_for(emu);
     env.retain(|(k, _)| !k.starts_with("ALIBABA_CLOUD_ACCESS_KEY"));
     env.push(("HOME".into(), home.display().to_string()));
@@ -80,7 +80,7 @@ fn oidc_env(emu: &Emulator, role: &str, token: &str) -> Vec<(String, String)> {
     env
 }
 
-fn with_key(emu: &Emulator, alias: &str) -> String {
+pub(crate) fn with_key(emu: &Emulator, alias: &str) -> String {
     let key = emu.create_key("EC_P256").unwrap();
     emu.create_alias(&format!("alias/{alias}"), &key.key_id)
         .unwrap();
@@ -88,7 +88,7 @@ fn with_key(emu: &Emulator, alias: &str) -> String {
 }
 
 /// The AccessKey that signed the last KMS request, and whether it carried an STS token.
-fn last_kms_credential(emu: &Emulator) -> (String, Option<String>) {
+pub(crate) fn last_kms_credential(emu: &Emulator) -> (String, Option<String>) {
     let r = emu
         .requests()
         .into_iter()
@@ -330,7 +330,7 @@ fn the_sts_endpoint_must_be_reachable_through_the_sandbox() {
 }
 
 /// The ECS source enabled and pointed at the emulator's metadata listener.
-fn ecs_env(emu: &Emulator) -> Vec<(String, String)> {
+pub(crate) fn ecs_env(emu: &Emulator) -> Vec<(String, String)> {
     let mut env = base_env(emu, &temp_dir());
     env.retain(|(k, _)| k != "ALIBABA_CLOUD_ECS_METADATA_DISABLED");
     env.push(("ALIBABA_CLOUD_IMDS_ENDPOINT".into(), emu.imds_endpoint()));
