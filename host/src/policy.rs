@@ -128,10 +128,15 @@ pub struct SandboxPolicy {
     pub files: Vec<GrantedFile>,
     /// Directories of token files named inside the Aliyun CLI config (read-only).
     pub dirs: Vec<GrantedDir>,
-    /// Token files named inside the Aliyun CLI config that are not shared, and why (shown by
-    /// `--print-sandbox`; the guest's error names the profile and the path).
+    /// Credential and token files that are not shared, and why (shown by `--print-sandbox`;
+    /// the guest's error names the variable or the profile, and the path).
     pub not_shared: Vec<String>,
 }
+
+/// Set by the host (never taken from the user's environment): the comma-separated names of
+/// the credential-file variables whose file was not shared because its directory is `/` or
+/// contains the home directory, so the guest says so instead of "file not found".
+pub const NOT_SHARED_ENV: &str = "SIGSTORE_ALIBABAKMS_NOT_SHARED";
 
 impl SandboxPolicy {
     /// Builds the policy from the process environment.
@@ -150,21 +155,35 @@ impl SandboxPolicy {
             None => AllowedHosts::default(),
         };
         hosts.from_env = hosts_named_by_env(&lookup);
-        let files = granted_files(&lookup);
+        let (files, refused) = granted_files(&lookup);
         for cf in CREDENTIAL_FILES {
             match files.iter().find(|f| f.var == cf.var) {
                 // The guest finds a granted file through its variable, at its sandbox path.
                 Some(f) => env.push((f.var.to_string(), f.guest_path.clone())),
-                // A path the user named that is not a readable file: pass it on unchanged so
-                // the guest's error names the variable and the path.
+                // A path the user named that is not a readable file, or that is not shared:
+                // pass it on unchanged so the guest's error names the variable and the path.
                 None => {
-                    if let Some(p) = lookup(cf.var).filter(|p| !p.trim().is_empty()) {
+                    let refused = refused.iter().find(|r| r.var == cf.var);
+                    if let Some(p) = refused
+                        .map(|r| r.path.clone())
+                        .or_else(|| lookup(cf.var).filter(|p| !p.trim().is_empty()))
+                    {
                         env.push((cf.var.to_string(), p));
                     }
                 }
             }
         }
-        let (dirs, not_shared) = cli_oidc_token_dirs(&lookup, &files);
+        if !refused.is_empty() {
+            let names: Vec<&str> = refused.iter().map(|r| r.var).collect();
+            env.push((NOT_SHARED_ENV.to_string(), names.join(",")));
+        }
+        let (dirs, mut not_shared) = cli_oidc_token_dirs(&lookup, &files);
+        not_shared.splice(
+            0..0,
+            refused
+                .iter()
+                .map(|r| format!("{}={} ({})", r.var, r.path, r.reason)),
+        );
         Ok(Self {
             env,
             hosts,
@@ -272,32 +291,79 @@ impl fmt::Display for SandboxPolicy {
     }
 }
 
+/// A credential file that exists but is not shared, because its directory is `/` or
+/// contains the home directory.
+struct RefusedFile {
+    var: &'static str,
+    /// As the user named it (or the default under HOME).
+    path: String,
+    reason: &'static str,
+}
+
 /// The credential files that exist: the path in the variable, else the default under HOME.
-/// A file that does not exist is not granted (the guest then reports that source as absent).
-fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> Vec<GrantedFile> {
+/// A file that does not exist is not granted (the guest then reports that source as absent);
+/// one whose directory may not be shared (see [`shareable_dir`]) is refused.
+fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> (Vec<GrantedFile>, Vec<RefusedFile>) {
     let home = lookup("HOME").filter(|h| !h.is_empty());
-    CREDENTIAL_FILES
-        .iter()
-        .filter_map(|cf| {
-            let path = match lookup(cf.var).filter(|p| !p.trim().is_empty()) {
-                Some(p) => std::path::PathBuf::from(p.trim()),
-                None => std::path::Path::new(home.as_ref()?).join(cf.default_in_home?),
-            };
-            let path = std::fs::canonicalize(&path).ok()?;
-            if !path.is_file() {
-                return None;
-            }
-            let dir = path.parent()?.to_path_buf();
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            Some(GrantedFile {
+    let real_home = home_dir(lookup);
+    let (mut granted, mut refused) = (Vec::new(), Vec::new());
+    for cf in CREDENTIAL_FILES {
+        let named = match lookup(cf.var).filter(|p| !p.trim().is_empty()) {
+            Some(p) => std::path::PathBuf::from(p.trim()),
+            None => match (&home, cf.default_in_home) {
+                (Some(home), Some(default)) => std::path::Path::new(home).join(default),
+                _ => continue,
+            },
+        };
+        let Ok(path) = std::fs::canonicalize(&named) else {
+            continue;
+        };
+        if !path.is_file() {
+            continue;
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        if let Err(reason) = shareable_dir(dir, real_home.as_deref()) {
+            refused.push(RefusedFile {
                 var: cf.var,
-                guest_path: format!("{}/{name}", cf.guest_dir),
-                host_path: path,
-                host_dir: dir,
-                guest_dir: cf.guest_dir,
-            })
-        })
-        .collect()
+                path: named.display().to_string(),
+                reason,
+            });
+            continue;
+        }
+        granted.push(GrantedFile {
+            var: cf.var,
+            guest_path: format!("{}/{}", cf.guest_dir, name.to_string_lossy()),
+            host_dir: dir.to_path_buf(),
+            host_path: path.clone(),
+            guest_dir: cf.guest_dir,
+        });
+    }
+    (granted, refused)
+}
+
+/// `HOME`, resolved (symlinks and `..` removed), when it is set and exists.
+fn home_dir(lookup: &impl Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    lookup("HOME")
+        .filter(|h| !h.trim().is_empty())
+        .and_then(|h| std::fs::canonicalize(h.trim()).ok())
+}
+
+/// Why a credential file's directory is not shared: the one rule for every file the sandbox
+/// shares by its directory. `real_dir` is resolved; sharing `/`, the home directory or any
+/// directory above it would show the component every file in the home directory.
+fn shareable_dir(
+    real_dir: &std::path::Path,
+    real_home: Option<&std::path::Path>,
+) -> Result<(), &'static str> {
+    if real_dir.parent().is_none() || real_home.is_some_and(|h| h.starts_with(real_dir)) {
+        return Err(
+            "its directory is / or contains the home directory, which is never shared; move \
+             the file into a directory of its own (e.g. ~/.alibabacloud/) and name it there",
+        );
+    }
+    Ok(())
 }
 
 /// How many `source_profile` links the host follows (the guest refuses deeper chains).
@@ -345,9 +411,7 @@ fn cli_oidc_token_dirs(
         .and_then(|p| p.as_array())
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let home = lookup("HOME")
-        .filter(|h| !h.trim().is_empty())
-        .and_then(|h| std::fs::canonicalize(h.trim()).ok());
+    let home = home_dir(lookup);
     let mut name = lookup("ALIBABA_CLOUD_PROFILE")
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
@@ -401,9 +465,7 @@ fn token_dir(
     }
     let dir = path.parent().ok_or("no directory")?;
     let real = std::fs::canonicalize(dir).map_err(|_| "its directory cannot be resolved")?;
-    if real.parent().is_none() || home.is_some_and(|h| h.starts_with(&real)) {
-        return Err("its directory is / or contains the home directory; move the token file into a directory of its own");
-    }
+    shareable_dir(&real, home)?;
     Ok(dir.to_path_buf())
 }
 
@@ -902,6 +964,59 @@ mod tests {
             .unwrap()
             .files
             .is_empty());
+    }
+
+    #[test]
+    fn a_named_file_whose_directory_is_or_holds_home_is_not_shared() {
+        let root = std::env::temp_dir().join(format!("policy-home-file-{}", std::process::id()));
+        let home = root.join("home");
+        std::fs::create_dir_all(home.join(".alibabacloud")).unwrap();
+        for name in ["token", "id_ed25519", ".alibabacloud/credentials"] {
+            std::fs::write(home.join(name), "x").unwrap();
+        }
+        std::fs::write(root.join("config.json"), "{}").unwrap();
+        let h = home.to_str().unwrap();
+        let token = home.join("token").display().to_string();
+        let above = root.join("config.json").display().to_string();
+        let p = policy(&[
+            ("HOME", h),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            ("ALIBABA_CLOUD_CONFIG_FILE", &above),
+        ])
+        .unwrap();
+        // Only the credentials file's own directory; never HOME or its parent.
+        let real_home = std::fs::canonicalize(&home).unwrap();
+        assert_eq!(p.files.len(), 1, "{p:?}");
+        assert_eq!(p.files[0].host_dir, real_home.join(".alibabacloud"));
+        assert!(p.dirs.is_empty());
+        // The guest gets the paths as named and the names of the refused variables.
+        let get = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("ALIBABA_CLOUD_OIDC_TOKEN_FILE"), Some(token.clone()));
+        assert_eq!(get("ALIBABA_CLOUD_CONFIG_FILE"), Some(above.clone()));
+        assert_eq!(
+            get(NOT_SHARED_ENV).as_deref(),
+            Some("ALIBABA_CLOUD_CONFIG_FILE,ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+        );
+        let shown = p.to_string();
+        for (var, path) in [
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            ("ALIBABA_CLOUD_CONFIG_FILE", &above),
+        ] {
+            assert!(
+                shown.contains(&format!(
+                    "not shared: {var}={path} (its directory is / or contains the home directory"
+                )),
+                "{shown}"
+            );
+        }
+        assert!(
+            !shown.contains(&format!("{} ->", real_home.display())),
+            "{shown}"
+        );
+        // A file directly in / is refused too; the variable is not taken from the user.
+        assert!(shareable_dir(std::path::Path::new("/"), None).is_err());
+        assert!(shareable_dir(&real_home.join(".aliyun"), Some(&real_home)).is_ok());
+        assert!(policy(&[(NOT_SHARED_ENV, "x")]).unwrap().env.is_empty());
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub fn resolve(
     )))
 }
 
+/// Set by the host, not the user: the credential-file variables whose file it did not share.
+const NOT_SHARED_VAR: &str = "SIGSTORE_ALIBABAKMS_NOT_SHARED";
+
 /// Credential files are small; a larger one is not a credential file.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -174,6 +177,20 @@ fn read_named_file(
     let Some(path) = var(env, variable) else {
         return Ok(None);
     };
+    // The host lists the files it would not share (their directory is `/` or contains the
+    // home directory): say so, rather than "not found".
+    if var(env, NOT_SHARED_VAR).is_some_and(|names| names.split(',').any(|n| n == variable)) {
+        let dir = std::path::Path::new(&path)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        return Err(CredentialsError(format!(
+            "{variable}={path} is not shared with the plugin's sandbox: its directory {dir} is / \
+             or contains your home directory, and the plugin never shares those. Move the file \
+             into a directory of its own (e.g. ~/.alibabacloud/) and set {variable} to its new \
+             path (see --print-sandbox)"
+        )));
+    }
     let text = read_small_file(&path, &format!("{variable}={path}"))?;
     Ok(Some((path, text)))
 }
@@ -758,6 +775,42 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("not a valid Aliyun CLI config"), "{e}");
+    }
+
+    #[test]
+    fn a_file_the_host_did_not_share_is_named_with_what_to_do() {
+        let token = temp_file("token", "jwt");
+        let e = resolve(&env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r"),
+            (
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                "acs:ram::1:oidc-provider/p",
+            ),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            (
+                "SIGSTORE_ALIBABAKMS_NOT_SHARED",
+                "ALIBABA_CLOUD_CONFIG_FILE,ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+            ),
+        ]))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains(&format!(
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE={token} is not shared with the plugin's sandbox"
+            )) && e.contains("Move the file into a directory of its own"),
+            "{e}"
+        );
+        // Only the listed variables: a readable file named by another one is read.
+        let cli = temp_file("config.json", CLI);
+        let c = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            (
+                "SIGSTORE_ALIBABAKMS_NOT_SHARED",
+                "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.access_key_id, "cli-id");
     }
 
     #[test]
