@@ -220,6 +220,81 @@ fn an_unreadable_oidc_token_file_names_the_profile_and_the_path() {
     assert!(e.contains("not a valid Aliyun CLI config"), "{e}");
 }
 
+#[test]
+fn a_token_file_directly_in_home_is_refused_by_name_and_home_is_never_shared() {
+    let emu = emulator_with_oidc();
+    let key = with_key(&emu, "token-in-home");
+    let home = std::fs::canonicalize(temp_dir()).unwrap().join("home");
+    let token = home.join("token");
+    write(&token, OIDC_TOKEN);
+    // A sibling in HOME that would work as a token if HOME were shared, named by the CLI
+    // profile: it must not be readable either.
+    let sibling = home.join("sibling-token");
+    write(&sibling, OIDC_TOKEN);
+    write(
+        &home.join(".aliyun/config.json"),
+        &format!(
+            r#"{{"current":"ci","profiles":[{{"name":"ci","mode":"OIDC","ram_role_arn":"{ROLE}","oidc_provider_arn":"{PROVIDER}","oidc_token_file":"{}"}}]}}"#,
+            sibling.display()
+        ),
+    );
+    let mut env = profile_env(&emu, &home);
+    env.extend([
+        ("ALIBABA_CLOUD_ROLE_ARN".to_string(), ROLE.to_string()),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN".to_string(),
+            PROVIDER.to_string(),
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE".to_string(),
+            token.display().to_string(),
+        ),
+    ]);
+    let e = public_key(&env, &key).err().to_string();
+    let path = token.display().to_string();
+    assert!(
+        e.contains(&format!(
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE={path} is not shared with the plugin's sandbox: its \
+             directory {} is / or contains your home directory",
+            home.display()
+        )) && e.contains("Move the file into a directory of its own (e.g. ~/.alibabacloud/)"),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "cannot read the oidc_token_file {}",
+            sibling.display()
+        )),
+        "{e}"
+    );
+    assert_eq!(emu.stats().action("AssumeRoleWithOIDC"), 0, "nothing read");
+    let shown = print_sandbox(&env);
+    assert!(
+        shown.contains(&format!(
+            "not shared: ALIBABA_CLOUD_OIDC_TOKEN_FILE={path} (its directory is / or contains \
+             the home directory"
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains("/credentials/oidc"), "{shown}");
+    assert!(
+        !shown.contains(&format!("{} ->", home.display()))
+            && !shown.contains(&format!("{}/ ->", home.display())),
+        "{shown}"
+    );
+
+    // Moved into a directory of its own, as the error says, it signs.
+    let own = home.join(".alibabacloud/rrsa/token");
+    write(&own, OIDC_TOKEN);
+    env.retain(|(k, _)| k != "ALIBABA_CLOUD_OIDC_TOKEN_FILE");
+    env.push((
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE".into(),
+        own.display().to_string(),
+    ));
+    sign_message(&env, &key, b"m").ok("signMessage");
+    assert_eq!(emu.stats().action("AssumeRoleWithOIDC"), 1);
+}
+
 fn v1_emulator() -> Emulator {
     Emulator::start(
         EmulatorConfig::default()
