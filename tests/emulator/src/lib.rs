@@ -117,6 +117,9 @@ pub struct EmulatorConfig {
     pub imds_v1_only: bool,
     /// `ExternalId` values the trust policy of a [`EmulatorConfig::ram_role`] requires.
     pub ram_role_external_ids: Vec<(String, String)>,
+    /// Roles whose `MaxSessionDuration` is raised above RAM's default of 3600 seconds
+    /// ([`EmulatorConfig::max_session_duration`]).
+    pub max_session_durations: Vec<(String, u64)>,
     /// KMS instance ids `CreateKey` accepts as `DKMSInstanceId`.
     pub kms_instance_ids: Vec<String>,
     /// Used in ARNs.
@@ -156,6 +159,7 @@ impl Default for EmulatorConfig {
             credentials_uri: false,
             imds_v1_only: false,
             ram_role_external_ids: Vec::new(),
+            max_session_durations: Vec::new(),
             ram_roles: Vec::new(),
             region: "cn-hangzhou".to_string(),
             account_id: "1234567890123456".to_string(),
@@ -254,6 +258,13 @@ impl EmulatorConfig {
         self.ram_roles.push(role_arn.clone());
         self.ram_role_external_ids
             .push((role_arn, external_id.into()));
+        self
+    }
+
+    /// Raises the `MaxSessionDuration` of `role_arn` (an OIDC or a RAM role) from RAM's default
+    /// of 3600 seconds (RAM allows 3600 to 43200): STS then issues sessions up to that long.
+    pub fn max_session_duration(mut self, role_arn: impl Into<String>, seconds: u64) -> Self {
+        self.max_session_durations.push((role_arn.into(), seconds));
         self
     }
 
@@ -372,6 +383,7 @@ impl Emulator {
         state.oidc_roles = cfg.oidc_roles.clone();
         state.ram_roles = cfg.ram_roles.iter().cloned().collect();
         state.ram_role_external_ids = cfg.ram_role_external_ids.iter().cloned().collect();
+        state.max_session_durations = cfg.max_session_durations.iter().cloned().collect();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             nonces: Mutex::new(NonceCache::default()),

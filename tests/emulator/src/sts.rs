@@ -12,7 +12,10 @@
 //! provider that is not the role's 404 `EntityNotExist.OIDCProvider`; a token that is not
 //! the configured one 400 `InvalidParameter.OIDCToken`; a configured token past its expiry
 //! 400 `AuthenticationFail.OIDCToken.Expired`; bad `RoleSessionName`/`DurationSeconds` 400
-//! `InvalidParameter.<Name>`. No message ever echoes the token.
+//! `InvalidParameter.<Name>`. No message ever echoes the token. `DurationSeconds` (default
+//! 3600) must be from 900 to the role's `MaxSessionDuration`: 3600 as RAM creates roles,
+//! unless raised with [`crate::EmulatorConfig::max_session_duration`] (at most 43200); the
+//! credentials issued expire that many seconds after the server's "now".
 //!
 //! `AssumeRole` is signed: it goes through the same ACS3 verification as KMS (any AccessKey
 //! or STS credential the emulator knows may sign), or through the legacy V1 HMAC-SHA1 check
@@ -103,7 +106,16 @@ pub fn signed_action(action: &str) -> Option<ActionFn> {
     }
 }
 
-fn session_and_duration(params: &BTreeMap<String, String>) -> Result<(String, u64), ApiError> {
+/// RAM's default `MaxSessionDuration` for a role.
+const DEFAULT_MAX_SESSION: u64 = 3600;
+
+/// `RoleSessionName`, and `DurationSeconds` checked against the `MaxSessionDuration` of
+/// `role_arn`.
+fn session_and_duration(
+    params: &BTreeMap<String, String>,
+    state: &crate::state::State,
+    role_arn: &str,
+) -> Result<(String, u64), ApiError> {
     let session = required(params, "RoleSessionName")?;
     if !(2..=64).contains(&session.len())
         || !session
@@ -115,16 +127,25 @@ fn session_and_duration(params: &BTreeMap<String, String>) -> Result<(String, u6
             "RoleSessionName must be 2 to 64 characters of [A-Za-z0-9.@_-].",
         ));
     }
+    let max = state
+        .max_session_durations
+        .get(role_arn)
+        .copied()
+        .unwrap_or(DEFAULT_MAX_SESSION)
+        .min(43200);
     let duration = match params.get("DurationSeconds") {
         None => 3600,
         Some(d) => d
             .parse::<u64>()
             .ok()
-            .filter(|d| (900..=43200).contains(d))
+            .filter(|d| (900..=max).contains(d))
             .ok_or_else(|| {
                 invalid(
                     "DurationSeconds",
-                    "DurationSeconds must be from 900 to the role's MaxSessionDuration.",
+                    &format!(
+                        "DurationSeconds must be from 900 to the role's MaxSessionDuration \
+                         ({max})."
+                    ),
                 )
             })?,
     };
@@ -133,7 +154,7 @@ fn session_and_duration(params: &BTreeMap<String, String>) -> Result<(String, u6
 
 fn assume_role(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let role_arn = required(ctx.params, "RoleArn")?.to_string();
-    let (session, duration) = session_and_duration(ctx.params)?;
+    let (session, duration) = session_and_duration(ctx.params, ctx.state, &role_arn)?;
     if !ctx.state.ram_roles.contains(&role_arn) {
         return Err(ApiError::service(
             404,
@@ -216,7 +237,7 @@ fn assume_role_with_oidc(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let role_arn = required(ctx.params, "RoleArn")?;
     let provider_arn = required(ctx.params, "OIDCProviderArn")?;
     let token = required(ctx.params, "OIDCToken")?;
-    let (session, duration) = session_and_duration(ctx.params)?;
+    let (session, duration) = session_and_duration(ctx.params, ctx.state, role_arn)?;
     if !(4..=20000).contains(&token.len()) {
         return Err(invalid(
             "OIDCToken",
