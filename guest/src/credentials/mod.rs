@@ -253,6 +253,9 @@ struct CliProfile {
     oidc_provider_arn: String,
     #[serde(default)]
     oidc_token_file: String,
+    /// Seconds, as `aliyun configure` writes it (0 or absent: the default).
+    #[serde(default)]
+    expired_seconds: serde_json::Value,
 }
 
 /// `~/.aliyun/config.json`, as written by `aliyun configure`.
@@ -366,8 +369,26 @@ impl Cli<'_> {
             non_empty(&profile.ram_role_arn)
                 .ok_or_else(|| CredentialsError(format!("{source} has no ram_role_arn")))
         };
+        // The session length of the role assumptions (`expired_seconds`), checked before any
+        // request.
+        let duration = || -> Result<u32, CredentialsError> {
+            let what = format!("expired_seconds of profile {name:?} in {path}");
+            let seconds = match &profile.expired_seconds {
+                serde_json::Value::Null => None,
+                serde_json::Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
+                    CredentialsError(format!("{what} is not a whole number of seconds"))
+                })?),
+                _ => {
+                    return Err(CredentialsError(format!(
+                        "{what} is not a number of seconds"
+                    )))
+                }
+            };
+            sts::duration_seconds(env, seconds.filter(|s| *s != 0).map(|s| (s, what.as_str())))
+        };
         let assume = |with: Credentials| {
             let options = sts::AssumeOptions {
+                duration: Some(duration()?),
                 session: session.as_deref(),
                 region: Some(profile.sts_region.as_str()),
                 policy: Some(profile.policy.as_str()),
@@ -422,6 +443,7 @@ impl Cli<'_> {
                         "the oidc_token_file {file} of profile {name:?} in {path} is empty"
                     )));
                 }
+                let duration = duration()?;
                 let host = sts::endpoint_in(env, Some(&profile.sts_region));
                 let session = session
                     .clone()
@@ -435,6 +457,7 @@ impl Cli<'_> {
                         provider_arn: &provider,
                         token,
                         session: &session,
+                        duration,
                         source: &format!("role {role} via {host}, OIDC token of {source}"),
                         token_origin: &format!("the oidc_token_file {file}"),
                     },
@@ -445,6 +468,8 @@ impl Cli<'_> {
                 if from.is_empty() {
                     return Err(CredentialsError(format!("{source} has no source_profile")));
                 }
+                // Checked before the source profile sends anything.
+                duration()?;
                 let base = self.profile(from, &format!("source_profile of {name:?}"), visited)?;
                 assume(base)
             }

@@ -11,7 +11,56 @@ use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportEr
 use std::time::{Duration, SystemTime};
 
 pub const STS_VERSION: &str = "2015-04-01";
-const DURATION_SECONDS: &str = "3600";
+
+/// How long an STS session lasts unless configured: as in the official SDKs.
+const DEFAULT_DURATION_SECONDS: u32 = 3600;
+/// STS sessions last from 900 seconds up to the role's `MaxSessionDuration`, which RAM
+/// allows up to 43200 (12 hours); roles are created with 3600.
+const DURATION_RANGE: std::ops::RangeInclusive<i64> = 900..=43200;
+const DURATION_VARS: [&str; 2] = [
+    "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION",
+    "ALICLOUD_ROLE_SESSION_EXPIRATION",
+];
+
+/// `DurationSeconds` of a role assumption: `from_profile` (an Aliyun CLI profile's
+/// `expired_seconds`, with the words that name it) when given, else
+/// `ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION`, else `ALICLOUD_ROLE_SESSION_EXPIRATION`, else
+/// 3600. A value outside 900..=43200 seconds is an error naming where it came from, before
+/// anything is sent.
+pub fn duration_seconds(
+    env: EnvLookup<'_>,
+    from_profile: Option<(i64, &str)>,
+) -> Result<u32, CredentialsError> {
+    let (seconds, what) = match from_profile {
+        Some((seconds, what)) => (seconds, what.to_string()),
+        None => {
+            let Some((name, value)) = DURATION_VARS
+                .iter()
+                .find_map(|name| var(env, name).map(|v| (*name, v)))
+            else {
+                return Ok(DEFAULT_DURATION_SECONDS);
+            };
+            let seconds = value.parse::<i64>().map_err(|_| {
+                CredentialsError(format!(
+                    "{name}={value} is not a whole number of seconds; STS sessions last {} to \
+                     {} seconds",
+                    DURATION_RANGE.start(),
+                    DURATION_RANGE.end()
+                ))
+            })?;
+            (seconds, name.to_string())
+        }
+    };
+    if !DURATION_RANGE.contains(&seconds) {
+        return Err(CredentialsError(format!(
+            "{what} is {seconds} seconds; STS sessions last {} to {} seconds (and at most the \
+             role's MaxSessionDuration, 3600 unless raised in RAM)",
+            DURATION_RANGE.start(),
+            DURATION_RANGE.end()
+        )));
+    }
+    Ok(seconds as u32)
+}
 
 /// The STS host: `ALIBABA_CLOUD_STS_ENDPOINT` verbatim (a scheme or trailing `/` is dropped),
 /// else `sts[-vpc].<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com`, else `sts.aliyuncs.com`.
@@ -82,6 +131,7 @@ pub fn oidc(
     }
     let host = endpoint(env);
     let source = format!("RRSA/OIDC role {role} via {host}");
+    let duration = duration_seconds(env, None)?;
     assume_role_with_oidc(
         transport,
         now,
@@ -91,6 +141,7 @@ pub fn oidc(
             provider_arn: &provider,
             token,
             session: &session_name(env, now),
+            duration,
             source: &source,
             token_origin: TOKEN_VAR,
         },
@@ -106,6 +157,8 @@ pub struct OidcExchange<'a> {
     pub provider_arn: &'a str,
     pub token: &'a str,
     pub session: &'a str,
+    /// `DurationSeconds` (see [`duration_seconds`]).
+    pub duration: u32,
     /// Names the source in errors and in the credentials' `source`.
     pub source: &'a str,
     /// Where the token came from, for the hint of a refused token (a variable or a file).
@@ -120,7 +173,7 @@ pub fn assume_role_with_oidc(
     x: &OidcExchange<'_>,
 ) -> Result<Credentials, CredentialsError> {
     let params = [
-        ("DurationSeconds", DURATION_SECONDS.to_string()),
+        ("DurationSeconds", x.duration.to_string()),
         ("OIDCProviderArn", x.provider_arn.to_string()),
         ("OIDCToken", x.token.to_string()),
         ("RoleArn", x.role_arn.to_string()),
@@ -176,6 +229,8 @@ pub struct AssumeOptions<'a> {
     pub policy: Option<&'a str>,
     /// `ExternalId`: the value the role's trust policy requires (confused-deputy guard).
     pub external_id: Option<&'a str>,
+    /// `DurationSeconds`, already checked; default [`duration_seconds`] of the environment.
+    pub duration: Option<u32>,
 }
 
 /// STS `AssumeRole` signed (ACS3) by `with`, for `role_arn`. `source` names where the role
@@ -194,8 +249,12 @@ pub fn assume_role(
         .session
         .map(str::to_string)
         .unwrap_or_else(|| session_name(env, now));
+    let duration = match options.duration {
+        Some(d) => d,
+        None => duration_seconds(env, None)?,
+    };
     let mut params = vec![
-        ("DurationSeconds", DURATION_SECONDS.to_string()),
+        ("DurationSeconds", duration.to_string()),
         ("RoleArn", role_arn.to_string()),
         ("RoleSessionName", session),
     ];
@@ -549,6 +608,106 @@ mod tests {
             .1
             .clone();
         assert!(auth.contains("Credential=LTAIini,"), "{auth}");
+    }
+
+    #[test]
+    fn the_session_length_comes_from_the_profile_then_the_environment() {
+        let d = |pairs: &[(&str, &str)], p: Option<(i64, &str)>| duration_seconds(&env(pairs), p);
+        assert_eq!(d(&[], None), Ok(3600));
+        assert_eq!(
+            d(&[("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", " 900 ")], None),
+            Ok(900)
+        );
+        assert_eq!(
+            d(&[("ALICLOUD_ROLE_SESSION_EXPIRATION", "43200")], None),
+            Ok(43200)
+        );
+        assert_eq!(
+            d(
+                &[
+                    ("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "1800"),
+                    ("ALICLOUD_ROLE_SESSION_EXPIRATION", "x")
+                ],
+                None
+            ),
+            Ok(1800)
+        );
+        assert_eq!(
+            d(
+                &[("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "1800")],
+                Some((7200, "p"))
+            ),
+            Ok(7200),
+            "the profile wins"
+        );
+        for (pairs, profile, says) in [
+            (
+                vec![("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "899")],
+                None,
+                "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION is 899 seconds; STS sessions last 900 to 43200 seconds",
+            ),
+            (
+                vec![("ALICLOUD_ROLE_SESSION_EXPIRATION", "1h")],
+                None,
+                "ALICLOUD_ROLE_SESSION_EXPIRATION=1h is not a whole number of seconds",
+            ),
+            (vec![], Some((43201, "expired_seconds of profile \"p\"")), "expired_seconds of profile \"p\" is 43201 seconds"),
+            (vec![], Some((-5, "x")), "x is -5 seconds"),
+        ] {
+            let e = d(&pairs, profile).unwrap_err().0;
+            assert!(e.contains(says), "{e}");
+            assert!(e.contains("MaxSessionDuration") || e.contains("whole number"), "{e}");
+        }
+
+        // On the wire: a CLI RamRoleArn profile's expired_seconds, the environment's value for
+        // RRSA, and no request at all when the value is out of range.
+        let cli = super::super::testing::temp_file(
+            "config.json",
+            r#"{"current":"r","profiles":[
+            {"name":"r","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","expired_seconds":7200},
+            {"name":"zero","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","expired_seconds":0},
+            {"name":"short","mode":"ChainableRamRoleArn","source_profile":"r","ram_role_arn":"acs:ram::123:role/c","expired_seconds":60},
+            {"name":"text","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","expired_seconds":"3600"}]}"#,
+        );
+        let sent_duration = |pairs: &[(&str, &str)]| {
+            let t = MockTransport::new(|_| ok_answer());
+            let r = resolve(&env(pairs), &t);
+            let sent = t.sent.borrow();
+            let q = sent.first().map(|r| {
+                let mut q = r.path_and_query.clone();
+                q.push('&');
+                q.push_str(&String::from_utf8_lossy(&r.body));
+                q
+            });
+            (r.map_err(|e| e.0), q)
+        };
+        let (r, q) = sent_duration(&[("ALIBABA_CLOUD_CONFIG_FILE", &cli)]);
+        assert!(r.is_ok() && q.unwrap().contains("DurationSeconds=7200"));
+        let (_, q) = sent_duration(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "zero"),
+            ("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "2400"),
+        ]);
+        assert!(q.unwrap().contains("DurationSeconds=2400"), "0 means unset");
+        for (profile, says) in [
+            ("short", "expired_seconds of profile \"short\" in"),
+            ("text", "expired_seconds of profile \"text\" in"),
+        ] {
+            let (r, q) = sent_duration(&[
+                ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+                ("ALIBABA_CLOUD_PROFILE", profile),
+            ]);
+            assert!(r.unwrap_err().contains(says));
+            assert!(q.is_none(), "nothing is sent: {q:?}");
+        }
+        let token = super::super::testing::temp_file("token", "jwt");
+        let (_, q) = sent_duration(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            ("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "5400"),
+        ]);
+        assert!(q.unwrap().contains("DurationSeconds=5400"));
     }
 
     #[test]
