@@ -295,6 +295,95 @@ fn a_token_file_directly_in_home_is_refused_by_name_and_home_is_never_shared() {
     assert_eq!(emu.stats().action("AssumeRoleWithOIDC"), 1);
 }
 
+/// The `DurationSeconds` of the last STS request, and how long the session the emulator issued
+/// for the last KMS request's credential lasts from now.
+fn last_session(emu: &Emulator) -> (String, u64) {
+    let sts = emu
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.action == "AssumeRoleWithOIDC")
+        .unwrap();
+    let id = last_kms_credential(emu).0;
+    let left = emu
+        .credential_expiration(&id)
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    (sts.params["DurationSeconds"].clone(), left)
+}
+
+#[test]
+fn expired_seconds_and_the_session_expiration_variable_set_the_session_length() {
+    let emu = Emulator::start(
+        EmulatorConfig::default()
+            .no_credentials()
+            .oidc_role(ROLE, PROVIDER, OIDC_TOKEN)
+            .max_session_duration(ROLE, 43200),
+    )
+    .unwrap();
+    let key = with_key(&emu, "session-length");
+    let s = oidc_profile_setup(OIDC_TOKEN, "", "ci");
+    let config = s.home.join(".aliyun/config.json");
+    let plain = std::fs::read_to_string(&config).unwrap();
+    write(
+        &config,
+        &plain.replace(
+            r#""ram_session_name":"ci-oidc-session""#,
+            r#""ram_session_name":"ci-oidc-session","expired_seconds":7200"#,
+        ),
+    );
+    let env = profile_env(&emu, &s.home);
+    sign_message(&env, &key, b"two hours").ok("signMessage");
+    let (sent, left) = last_session(&emu);
+    assert_eq!(sent, "7200");
+    assert!((7100..=7200).contains(&left), "{left}");
+
+    // Without expired_seconds, the variable decides; the profile's value wins over it.
+    let mut with_var = env.clone();
+    with_var.push((
+        "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION".into(),
+        "5400".into(),
+    ));
+    sign_message(&with_var, &key, b"m").ok("signMessage");
+    assert_eq!(last_session(&emu).0, "7200");
+    write(&config, &plain);
+    sign_message(&with_var, &key, b"m").ok("signMessage");
+    let (sent, left) = last_session(&emu);
+    assert_eq!(sent, "5400");
+    assert!((5300..=5400).contains(&left), "{left}");
+
+    // Out of range: a clear error naming the variable, and nothing is sent.
+    let before = emu.stats().action("AssumeRoleWithOIDC");
+    let mut bad = env.clone();
+    bad.push(("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION".into(), "60".into()));
+    let e = public_key(&bad, &key).err().to_string();
+    assert!(
+        e.contains(
+            "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION is 60 seconds; STS sessions last 900 to 43200 \
+             seconds"
+        ),
+        "{e}"
+    );
+    assert_eq!(emu.stats().action("AssumeRoleWithOIDC"), before);
+
+    // Longer than the role's MaxSessionDuration (RAM's default 3600): STS refuses, and the
+    // error says which parameter.
+    let emu = emulator_with_oidc();
+    let key = with_key(&emu, "session-too-long");
+    let mut env = profile_env(&emu, &s.home);
+    env.push((
+        "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION".into(),
+        "7200".into(),
+    ));
+    let e = public_key(&env, &key).err().to_string();
+    assert!(
+        e.contains("InvalidParameter.DurationSeconds") && e.contains("MaxSessionDuration (3600)"),
+        "{e}"
+    );
+}
+
 fn v1_emulator() -> Emulator {
     Emulator::start(
         EmulatorConfig::default()

@@ -540,6 +540,15 @@ impl Emulator {
             .insert(credential.access_key_id.clone(), credential);
     }
 
+    /// When the credential `access_key_id` stops working: `None` for a long-term AccessKey or
+    /// an unknown id. Tests read the `Expiration` of the STS sessions it issued this way.
+    pub fn credential_expiration(&self, access_key_id: &str) -> Option<SystemTime> {
+        lock(&self.shared.state)
+            .credentials
+            .get(access_key_id)
+            .and_then(|c| c.expiration)
+    }
+
     pub fn remove_credential(&self, access_key_id: &str) {
         lock(&self.shared.state).credentials.remove(access_key_id);
     }
