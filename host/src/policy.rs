@@ -424,9 +424,10 @@ fn cli_oidc_token_dirs(
         let Some(profile) = profiles.iter().find(|p| field(p, "name") == name) else {
             break;
         };
+        // Any case, as the CLI (and the guest) accept.
         let mode = field(profile, "mode");
         let token_file = field(profile, "oidc_token_file");
-        if mode == "OIDC" && !token_file.is_empty() {
+        if mode.eq_ignore_ascii_case("OIDC") && !token_file.is_empty() {
             let why = format!(
                 "oidc_token_file of profile {name:?} in {}",
                 config.host_path.display()
@@ -444,7 +445,7 @@ fn cli_oidc_token_dirs(
                 Err(reason) => not_shared.push(format!("{token_file} ({why}): {reason}")),
             }
         }
-        if mode != "ChainableRamRoleArn" {
+        if !mode.eq_ignore_ascii_case("ChainableRamRoleArn") {
             break;
         }
         name = field(profile, "source_profile");
@@ -1037,8 +1038,8 @@ mod tests {
         let write = |text: String| std::fs::write(&config, text).unwrap();
         write(format!(
             r#"{{"current":"chain","profiles":[
-            {{"name":"chain","mode":"ChainableRamRoleArn","source_profile":"oidc","access_key_secret":"never-read"}},
-            {{"name":"oidc","mode":"OIDC","oidc_token_file":"{token}"}},
+            {{"name":"chain","mode":"chainableramrolearn","source_profile":"oidc","access_key_secret":"never-read"}},
+            {{"name":"oidc","mode":"oidc","oidc_token_file":"{token}"}},
             {{"name":"other","mode":"OIDC","oidc_token_file":"/etc/hostname"}},
             {{"name":"relative","mode":"OIDC","oidc_token_file":"token"}},
             {{"name":"home","mode":"OIDC","oidc_token_file":"{}"}},
@@ -1065,7 +1066,8 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("never-read"), "{shown}");
-        // Only the selected profile's chain: /etc of "other" is not shared.
+        // Modes in any case (as the CLI accepts them); only the selected profile's chain:
+        // /etc of "other" is not shared.
         assert!(!shown.contains("/etc"), "{shown}");
         // Not absolute, or the home directory itself: not shared, and said so.
         let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "relative")]).unwrap();

@@ -299,6 +299,36 @@ fn cli_profile(
         .map(Found::Yes)
 }
 
+/// Every mode the Aliyun CLI knows, spelled as it writes them (`config/profile.go`).
+const CLI_MODES: &[&str] = &[
+    "AK",
+    "StsToken",
+    "RamRoleArn",
+    "EcsRamRole",
+    "RsaKeyPair",
+    "RamRoleArnWithRoleName",
+    "ChainableRamRoleArn",
+    "External",
+    "CredentialsURI",
+    "OIDC",
+    "CloudSSO",
+    "OAuth",
+    "BearerToken",
+    "Anonymous",
+];
+
+/// A profile's mode in the CLI's own spelling: the CLI accepts any case (its `NormalizeMode`,
+/// e.g. `aliyun configure --mode oidc`), so `oidc` or `ak` mean `OIDC` and `AK` here too. A
+/// name the CLI does not know is kept as written (and reported as unsupported).
+fn cli_mode(mode: &str) -> &str {
+    let mode = mode.trim();
+    CLI_MODES
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(mode))
+        .copied()
+        .unwrap_or(mode)
+}
+
 /// One loaded Aliyun CLI config, resolving profiles (and their source profiles).
 struct Cli<'a> {
     env: EnvLookup<'a>,
@@ -348,10 +378,8 @@ impl Cli<'_> {
                         .join(", ")
                 ))
             })?;
-        let source = format!(
-            "Aliyun CLI profile {name:?} in {path} (mode {})",
-            profile.mode
-        );
+        let mode = cli_mode(&profile.mode);
+        let source = format!("Aliyun CLI profile {name:?} in {path} (mode {mode})");
         let keys = |token: Option<String>| -> Result<Credentials, CredentialsError> {
             match keys_from(
                 &source,
@@ -396,7 +424,7 @@ impl Cli<'_> {
             };
             sts::assume_role(env, self.transport, self.now, &with, &role_arn()?, &options)
         };
-        match profile.mode.as_str() {
+        match mode {
             "AK" => keys(None),
             "StsToken" => {
                 let token = Some(profile.sts_token.clone()).filter(|t| !t.is_empty());
@@ -732,6 +760,39 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.access_key_id, "env-id");
+    }
+
+    #[test]
+    fn mode_names_are_case_insensitive_as_in_the_aliyun_cli() {
+        assert_eq!(cli_mode("ak"), "AK");
+        assert_eq!(cli_mode(" oidc "), "OIDC");
+        assert_eq!(cli_mode("chainableramrolearn"), "ChainableRamRoleArn");
+        assert_eq!(cli_mode("STSTOKEN"), "StsToken");
+        assert_eq!(cli_mode("cloudsso"), "CloudSSO");
+        assert_eq!(cli_mode("Magic"), "Magic");
+        let path = temp_file(
+            "config.json",
+            r#"{"current":"dev","profiles":[
+            {"name":"dev","mode":"ak","access_key_id":"cli-id","access_key_secret":"cli-secret"},
+            {"name":"sts","mode":"ststoken","access_key_id":"STS.x","access_key_secret":"s","sts_token":"t"},
+            {"name":"sso","mode":"cloudsso"}]}"#,
+        );
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &path)])).unwrap();
+        assert_eq!(c.access_key_id, "cli-id");
+        assert!(c.source.contains("(mode AK)"), "{}", c.source);
+        let c = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_PROFILE", "sts"),
+        ]))
+        .unwrap();
+        assert_eq!(c.security_token.as_deref(), Some("t"));
+        let e = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_PROFILE", "sso"),
+        ]))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("uses mode \"CloudSSO\""), "{e}");
     }
 
     #[test]
