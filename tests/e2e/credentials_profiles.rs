@@ -264,7 +264,7 @@ fn a_token_file_directly_in_home_is_refused_by_name_and_home_is_never_shared() {
         e.contains(&format!(
             "cannot read the oidc_token_file {}",
             sibling.display()
-        )),
+        )) && e.contains("contains your home directory: keep the token in a directory of its own"),
         "{e}"
     );
     assert_eq!(emu.stats().action("AssumeRoleWithOIDC"), 0, "nothing read");

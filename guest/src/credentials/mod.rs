@@ -462,7 +462,9 @@ impl Cli<'_> {
                 .map_err(|CredentialsError(e)| {
                     CredentialsError(format!(
                         "{e} (the sandbox shares the directory of an absolute oidc_token_file \
-                         that exists; see --print-sandbox)"
+                         that exists, unless that directory is / or contains your home \
+                         directory: keep the token in a directory of its own; see \
+                         --print-sandbox)"
                     ))
                 })?;
                 let token = token.trim();
