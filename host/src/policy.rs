@@ -23,11 +23,15 @@ pub const GUEST_ENV_VARS: &[&str] = &[
     "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
     "ALIBABA_CLOUD_ROLE_SESSION_NAME",
     "ALICLOUD_ROLE_SESSION_NAME",
+    "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION",
+    "ALICLOUD_ROLE_SESSION_EXPIRATION",
     STS_ENDPOINT_ENV,
     "ALIBABA_CLOUD_STS_REGION",
     "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED",
     "ALIBABA_CLOUD_ECS_METADATA",
     "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+    "ALIBABA_CLOUD_IMDSV1_DISABLED",
+    "ALIBABA_CLOUD_IMDSV2_DISABLED",
     IMDS_ENDPOINT_ENV,
     CREDENTIALS_URI_ENV,
     "SIGSTORE_ALIBABAKMS_TIMEOUT",
@@ -90,6 +94,18 @@ pub struct GrantedFile {
     pub guest_path: String,
 }
 
+/// A directory shared read-only at its own absolute path, because a credential file names a
+/// file in it: the `oidc_token_file` of an Aliyun CLI `OIDC` profile. The guest opens the
+/// path exactly as the config file writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantedDir {
+    pub host_dir: std::path::PathBuf,
+    /// The same path, as the guest sees it.
+    pub guest_dir: String,
+    /// Why it is shared, e.g. `oidc_token_file of profile "ci" in /home/u/.aliyun/config.json`.
+    pub why: String,
+}
+
 /// Turns on diagnostics on stderr (the guest's and the host's); never prints a secret.
 pub const DEBUG_ENV: &str = "SIGSTORE_ALIBABAKMS_DEBUG";
 
@@ -112,7 +128,17 @@ pub struct SandboxPolicy {
     pub hosts: AllowedHosts,
     /// Credential files the guest may read (their directories, read-only).
     pub files: Vec<GrantedFile>,
+    /// Directories of token files named inside the Aliyun CLI config (read-only).
+    pub dirs: Vec<GrantedDir>,
+    /// Credential and token files that are not shared, and why (shown by `--print-sandbox`;
+    /// the guest's error names the variable or the profile, and the path).
+    pub not_shared: Vec<String>,
 }
+
+/// Set by the host (never taken from the user's environment): the comma-separated names of
+/// the credential-file variables whose file was not shared because its directory is `/` or
+/// contains the home directory, so the guest says so instead of "file not found".
+pub const NOT_SHARED_ENV: &str = "SIGSTORE_ALIBABAKMS_NOT_SHARED";
 
 impl SandboxPolicy {
     /// Builds the policy from the process environment.
@@ -131,21 +157,42 @@ impl SandboxPolicy {
             None => AllowedHosts::default(),
         };
         hosts.from_env = hosts_named_by_env(&lookup);
-        let files = granted_files(&lookup);
+        let (files, refused) = granted_files(&lookup);
         for cf in CREDENTIAL_FILES {
             match files.iter().find(|f| f.var == cf.var) {
                 // The guest finds a granted file through its variable, at its sandbox path.
                 Some(f) => env.push((f.var.to_string(), f.guest_path.clone())),
-                // A path the user named that is not a readable file: pass it on unchanged so
-                // the guest's error names the variable and the path.
+                // A path the user named that is not a readable file, or that is not shared:
+                // pass it on unchanged so the guest's error names the variable and the path.
                 None => {
-                    if let Some(p) = lookup(cf.var).filter(|p| !p.trim().is_empty()) {
+                    let refused = refused.iter().find(|r| r.var == cf.var);
+                    if let Some(p) = refused
+                        .map(|r| r.path.clone())
+                        .or_else(|| lookup(cf.var).filter(|p| !p.trim().is_empty()))
+                    {
                         env.push((cf.var.to_string(), p));
                     }
                 }
             }
         }
-        Ok(Self { env, hosts, files })
+        if !refused.is_empty() {
+            let names: Vec<&str> = refused.iter().map(|r| r.var).collect();
+            env.push((NOT_SHARED_ENV.to_string(), names.join(",")));
+        }
+        let (dirs, mut not_shared) = cli_oidc_token_dirs(&lookup, &files);
+        not_shared.splice(
+            0..0,
+            refused
+                .iter()
+                .map(|r| format!("{}={} ({})", r.var, r.path, r.reason)),
+        );
+        Ok(Self {
+            env,
+            hosts,
+            files,
+            dirs,
+            not_shared,
+        })
     }
 
     /// Whether `SIGSTORE_ALIBABAKMS_DEBUG` asks for per-request diagnostics on stderr.
@@ -169,6 +216,10 @@ impl fmt::Debug for SandboxPolicy {
             .field(
                 "files",
                 &self.files.iter().map(|f| &f.host_path).collect::<Vec<_>>(),
+            )
+            .field(
+                "dirs",
+                &self.dirs.iter().map(|d| &d.host_dir).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -212,10 +263,11 @@ impl fmt::Display for SandboxPolicy {
                 e.var
             )?;
         }
-        if self.files.is_empty() {
-            return writeln!(f, "files: none (no directory is shared with the component)");
+        if self.files.is_empty() && self.dirs.is_empty() {
+            writeln!(f, "files: none (no directory is shared with the component)")?;
+        } else {
+            writeln!(f, "files (each file's own directory, read-only):")?;
         }
-        writeln!(f, "files (each file's own directory, read-only):")?;
         for file in &self.files {
             writeln!(
                 f,
@@ -225,36 +277,199 @@ impl fmt::Display for SandboxPolicy {
                 file.var
             )?;
         }
+        for dir in &self.dirs {
+            writeln!(
+                f,
+                "  {}/ -> {}/ (directory of the {})",
+                dir.host_dir.display(),
+                dir.guest_dir,
+                dir.why
+            )?;
+        }
+        for note in &self.not_shared {
+            writeln!(f, "  not shared: {note}")?;
+        }
         Ok(())
     }
 }
 
+/// A credential file that exists but is not shared, because its directory is `/` or
+/// contains the home directory.
+struct RefusedFile {
+    var: &'static str,
+    /// As the user named it (or the default under HOME).
+    path: String,
+    reason: &'static str,
+}
+
 /// The credential files that exist: the path in the variable, else the default under HOME.
-/// A file that does not exist is not granted (the guest then reports that source as absent).
-fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> Vec<GrantedFile> {
+/// A file that does not exist is not granted (the guest then reports that source as absent);
+/// one whose directory may not be shared (see [`shareable_dir`]) is refused.
+fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> (Vec<GrantedFile>, Vec<RefusedFile>) {
     let home = lookup("HOME").filter(|h| !h.is_empty());
-    CREDENTIAL_FILES
-        .iter()
-        .filter_map(|cf| {
-            let path = match lookup(cf.var).filter(|p| !p.trim().is_empty()) {
-                Some(p) => std::path::PathBuf::from(p.trim()),
-                None => std::path::Path::new(home.as_ref()?).join(cf.default_in_home?),
-            };
-            let path = std::fs::canonicalize(&path).ok()?;
-            if !path.is_file() {
-                return None;
-            }
-            let dir = path.parent()?.to_path_buf();
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            Some(GrantedFile {
+    let real_home = home_dir(lookup);
+    let (mut granted, mut refused) = (Vec::new(), Vec::new());
+    for cf in CREDENTIAL_FILES {
+        let named = match lookup(cf.var).filter(|p| !p.trim().is_empty()) {
+            Some(p) => std::path::PathBuf::from(p.trim()),
+            None => match (&home, cf.default_in_home) {
+                (Some(home), Some(default)) => std::path::Path::new(home).join(default),
+                _ => continue,
+            },
+        };
+        let Ok(path) = std::fs::canonicalize(&named) else {
+            continue;
+        };
+        if !path.is_file() {
+            continue;
+        }
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        if let Err(reason) = shareable_dir(dir, real_home.as_deref()) {
+            refused.push(RefusedFile {
                 var: cf.var,
-                guest_path: format!("{}/{name}", cf.guest_dir),
-                host_path: path,
-                host_dir: dir,
-                guest_dir: cf.guest_dir,
-            })
-        })
-        .collect()
+                path: named.display().to_string(),
+                reason,
+            });
+            continue;
+        }
+        granted.push(GrantedFile {
+            var: cf.var,
+            guest_path: format!("{}/{}", cf.guest_dir, name.to_string_lossy()),
+            host_dir: dir.to_path_buf(),
+            host_path: path.clone(),
+            guest_dir: cf.guest_dir,
+        });
+    }
+    (granted, refused)
+}
+
+/// `HOME`, resolved (symlinks and `..` removed), when it is set and exists.
+fn home_dir(lookup: &impl Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    lookup("HOME")
+        .filter(|h| !h.trim().is_empty())
+        .and_then(|h| std::fs::canonicalize(h.trim()).ok())
+}
+
+/// Why a credential file's directory is not shared: the one rule for every file the sandbox
+/// shares by its directory. `real_dir` is resolved; sharing `/`, the home directory or any
+/// directory above it would show the component every file in the home directory.
+fn shareable_dir(
+    real_dir: &std::path::Path,
+    real_home: Option<&std::path::Path>,
+) -> Result<(), &'static str> {
+    if real_dir.parent().is_none() || real_home.is_some_and(|h| h.starts_with(real_dir)) {
+        return Err(
+            "its directory is / or contains the home directory, which is never shared; move \
+             the file into a directory of its own (e.g. ~/.alibabacloud/) and name it there",
+        );
+    }
+    Ok(())
+}
+
+/// How many `source_profile` links the host follows (the guest refuses deeper chains).
+const MAX_PROFILE_CHAIN: usize = 5;
+
+/// The directories of the `oidc_token_file`s the selected Aliyun CLI profile uses: the
+/// profile itself when its mode is `OIDC`, and each `source_profile` of a
+/// `ChainableRamRoleArn` chain (loops and chains deeper than [`MAX_PROFILE_CHAIN`] end the
+/// walk). Only the granted config file is read, and of it only the profile names, modes,
+/// source profiles and token paths; a config that is not valid JSON shares nothing (the guest
+/// reports it). A token path that is not absolute, not a readable file, or whose directory
+/// is `/`, the home directory or above it, is not shared, with the reason.
+fn cli_oidc_token_dirs(
+    lookup: &impl Fn(&str) -> Option<String>,
+    files: &[GrantedFile],
+) -> (Vec<GrantedDir>, Vec<String>) {
+    let (mut dirs, mut not_shared) = (Vec::new(), Vec::new());
+    if lookup("ALIBABA_CLOUD_CLI_PROFILE_DISABLED")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return (dirs, not_shared);
+    }
+    let Some(config) = files.iter().find(|f| f.var == "ALIBABA_CLOUD_CONFIG_FILE") else {
+        return (dirs, not_shared);
+    };
+    let mut text = String::new();
+    let read = std::fs::File::open(&config.host_path).and_then(|f| {
+        std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text)
+    });
+    let Ok(json) = read
+        .map_err(drop)
+        .and_then(|_| serde_json::from_str::<serde_json::Value>(&text).map_err(drop))
+    else {
+        return (dirs, not_shared);
+    };
+    drop(text);
+    let field = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .map(|x| x.trim().to_string())
+            .unwrap_or_default()
+    };
+    let profiles: &[serde_json::Value] = json
+        .get("profiles")
+        .and_then(|p| p.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let home = home_dir(lookup);
+    let mut name = lookup("ALIBABA_CLOUD_PROFILE")
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| field(&json, "current"));
+    let mut visited: Vec<String> = Vec::new();
+    while visited.len() < MAX_PROFILE_CHAIN && !visited.contains(&name) {
+        visited.push(name.clone());
+        let Some(profile) = profiles.iter().find(|p| field(p, "name") == name) else {
+            break;
+        };
+        // Any case, as the CLI (and the guest) accept.
+        let mode = field(profile, "mode");
+        let token_file = field(profile, "oidc_token_file");
+        if mode.eq_ignore_ascii_case("OIDC") && !token_file.is_empty() {
+            let why = format!(
+                "oidc_token_file of profile {name:?} in {}",
+                config.host_path.display()
+            );
+            match token_dir(&token_file, home.as_deref()) {
+                Ok(dir) => {
+                    if !dirs.iter().any(|d: &GrantedDir| d.host_dir == dir) {
+                        dirs.push(GrantedDir {
+                            guest_dir: dir.display().to_string(),
+                            host_dir: dir,
+                            why,
+                        });
+                    }
+                }
+                Err(reason) => not_shared.push(format!("{token_file} ({why}): {reason}")),
+            }
+        }
+        if !mode.eq_ignore_ascii_case("ChainableRamRoleArn") {
+            break;
+        }
+        name = field(profile, "source_profile");
+    }
+    (dirs, not_shared)
+}
+
+/// The directory to share for a token file, as written (the guest opens the written path),
+/// or why it is not shared.
+fn token_dir(
+    token_file: &str,
+    home: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf, &'static str> {
+    let path = std::path::Path::new(token_file);
+    if !path.is_absolute() {
+        return Err("not an absolute path");
+    }
+    if std::fs::File::open(path).is_err() || !path.is_file() {
+        return Err("not a readable file");
+    }
+    let dir = path.parent().ok_or("no directory")?;
+    let real = std::fs::canonicalize(dir).map_err(|_| "its directory cannot be resolved")?;
+    shareable_dir(&real, home)?;
+    Ok(dir.to_path_buf())
 }
 
 /// The HTTPS destinations the guest may reach: every `*.aliyuncs.com` on port 443, plus the
@@ -752,6 +967,134 @@ mod tests {
             .unwrap()
             .files
             .is_empty());
+    }
+
+    #[test]
+    fn a_named_file_whose_directory_is_or_holds_home_is_not_shared() {
+        let root = std::env::temp_dir().join(format!("policy-home-file-{}", std::process::id()));
+        let home = root.join("home");
+        std::fs::create_dir_all(home.join(".alibabacloud")).unwrap();
+        for name in ["token", "id_ed25519", ".alibabacloud/credentials"] {
+            std::fs::write(home.join(name), "x").unwrap();
+        }
+        std::fs::write(root.join("config.json"), "{}").unwrap();
+        let h = home.to_str().unwrap();
+        let token = home.join("token").display().to_string();
+        let above = root.join("config.json").display().to_string();
+        let p = policy(&[
+            ("HOME", h),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            ("ALIBABA_CLOUD_CONFIG_FILE", &above),
+        ])
+        .unwrap();
+        // Only the credentials file's own directory; never HOME or its parent.
+        let real_home = std::fs::canonicalize(&home).unwrap();
+        assert_eq!(p.files.len(), 1, "{p:?}");
+        assert_eq!(p.files[0].host_dir, real_home.join(".alibabacloud"));
+        assert!(p.dirs.is_empty());
+        // The guest gets the paths as named and the names of the refused variables.
+        let get = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("ALIBABA_CLOUD_OIDC_TOKEN_FILE"), Some(token.clone()));
+        assert_eq!(get("ALIBABA_CLOUD_CONFIG_FILE"), Some(above.clone()));
+        assert_eq!(
+            get(NOT_SHARED_ENV).as_deref(),
+            Some("ALIBABA_CLOUD_CONFIG_FILE,ALIBABA_CLOUD_OIDC_TOKEN_FILE")
+        );
+        let shown = p.to_string();
+        for (var, path) in [
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            ("ALIBABA_CLOUD_CONFIG_FILE", &above),
+        ] {
+            assert!(
+                shown.contains(&format!(
+                    "not shared: {var}={path} (its directory is / or contains the home directory"
+                )),
+                "{shown}"
+            );
+        }
+        assert!(
+            !shown.contains(&format!("{} ->", real_home.display())),
+            "{shown}"
+        );
+        // A file directly in / is refused too; the variable is not taken from the user.
+        assert!(shareable_dir(std::path::Path::new("/"), None).is_err());
+        assert!(shareable_dir(&real_home.join(".aliyun"), Some(&real_home)).is_ok());
+        assert!(policy(&[(NOT_SHARED_ENV, "x")]).unwrap().env.is_empty());
+    }
+
+    #[test]
+    fn oidc_token_directories_named_in_the_cli_config_are_shared_at_their_path() {
+        let root = std::env::temp_dir().join(format!("policy-cli-oidc-{}", std::process::id()));
+        let home = root.join("home");
+        let tokens = root.join("tokens");
+        std::fs::create_dir_all(home.join(".aliyun")).unwrap();
+        std::fs::create_dir_all(&tokens).unwrap();
+        std::fs::write(tokens.join("token"), "jwt").unwrap();
+        std::fs::write(home.join("token"), "jwt").unwrap();
+        let tokens = std::fs::canonicalize(&tokens).unwrap();
+        let token = tokens.join("token").display().to_string();
+        let in_home = std::fs::canonicalize(home.join("token")).unwrap();
+        let config = home.join(".aliyun/config.json");
+        let write = |text: String| std::fs::write(&config, text).unwrap();
+        write(format!(
+            r#"{{"current":"chain","profiles":[
+            {{"name":"chain","mode":"chainableramrolearn","source_profile":"oidc","access_key_secret":"never-read"}},
+            {{"name":"oidc","mode":"oidc","oidc_token_file":"{token}"}},
+            {{"name":"other","mode":"OIDC","oidc_token_file":"/etc/hostname"}},
+            {{"name":"relative","mode":"OIDC","oidc_token_file":"token"}},
+            {{"name":"home","mode":"OIDC","oidc_token_file":"{}"}},
+            {{"name":"loop","mode":"ChainableRamRoleArn","source_profile":"loop"}}]}}"#,
+            in_home.display()
+        ));
+        let h = home.to_str().unwrap();
+        let p = policy(&[("HOME", h)]).unwrap();
+        assert_eq!(p.dirs.len(), 1, "{p:?}");
+        assert_eq!(p.dirs[0].host_dir, tokens);
+        assert_eq!(p.dirs[0].guest_dir, tokens.display().to_string());
+        assert!(
+            p.dirs[0].why.contains("profile \"oidc\""),
+            "{}",
+            p.dirs[0].why
+        );
+        let shown = p.to_string();
+        assert!(
+            shown.contains(&format!(
+                "{}/ -> {}/ (directory of the oidc_token_file of profile \"oidc\"",
+                tokens.display(),
+                tokens.display()
+            )),
+            "{shown}"
+        );
+        assert!(!shown.contains("never-read"), "{shown}");
+        // Modes in any case (as the CLI accepts them); only the selected profile's chain:
+        // /etc of "other" is not shared.
+        assert!(!shown.contains("/etc"), "{shown}");
+        // Not absolute, or the home directory itself: not shared, and said so.
+        let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "relative")]).unwrap();
+        assert!(p.dirs.is_empty());
+        assert!(
+            p.not_shared[0].contains("not an absolute path"),
+            "{:?}",
+            p.not_shared
+        );
+        let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "home")]).unwrap();
+        assert!(p.dirs.is_empty());
+        assert!(p.to_string().contains("contains the home directory"), "{p}");
+        // A loop ends the walk; disabled profiles share nothing.
+        assert!(policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "loop")])
+            .unwrap()
+            .dirs
+            .is_empty());
+        assert!(
+            policy(&[("HOME", h), ("ALIBABA_CLOUD_CLI_PROFILE_DISABLED", "true")])
+                .unwrap()
+                .dirs
+                .is_empty()
+        );
+        // A malformed config shares nothing and does not fail.
+        write("{\"current\": \"oidc\", \"profiles\": [".into());
+        let p = policy(&[("HOME", h)]).unwrap();
+        assert!(p.dirs.is_empty() && p.files.len() == 1);
     }
 
     #[test]

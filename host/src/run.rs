@@ -148,6 +148,15 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
             ));
         }
     }
+    // The directories of token files named inside the Aliyun CLI config, at their own path.
+    for dir in &policy.dirs {
+        if let Err(e) = wasi.preopened_dir(&dir.host_dir, &dir.guest_dir, FsPerms::ReadOnly) {
+            return Ended::Error(format!(
+                "cannot share {} with the plugin component: {e}",
+                dir.host_dir.display()
+            ));
+        }
+    }
     let host = Host {
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),

@@ -13,7 +13,7 @@ pub(crate) const ROLE: &str = "acs:ram::1234567890123456:role/cosign-signer";
 pub(crate) const PROVIDER: &str = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1";
 const EXPIRED_ROLE: &str = "acs:ram::1234567890123456:role/stale";
 pub(crate) const ECS_ROLE: &str = "EcsCosignSigner";
-const SECOND_ROLE: &str = "acs:ram::1234567890123456:role/cosign-release";
+pub(crate) const SECOND_ROLE: &str = "acs:ram::1234567890123456:role/cosign-release";
 const EXPIRED_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjF9.ZXhwaXJlZC1zaWc";
 
 pub(crate) fn emulator_with_oidc() -> Emulator {

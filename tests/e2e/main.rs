@@ -6,6 +6,7 @@ mod harness;
 
 mod budget;
 mod credentials;
+mod credentials_profiles;
 mod credentials_remote;
 mod diagnostics;
 mod errors;

@@ -67,32 +67,67 @@ pub fn fetch(
              expected (set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip it)"
         ))
     };
-    // IMDSv2 session token. No answer at all: not on ECS, stop here. An HTTP error: the
-    // instance may not offer tokens; go on without one (IMDSv1), as the official chain does.
-    let token_response = send(
-        transport,
-        "metadata token",
-        HttpRequest {
-            method: "PUT",
-            scheme: Scheme::Http,
-            authority: host.clone(),
-            path_and_query: "/latest/api/token".into(),
-            headers: vec![(
-                "x-aliyun-ecs-metadata-token-ttl-seconds".into(),
-                TOKEN_TTL_SECONDS.into(),
-            )],
-            body: Vec::new(),
-            timeout: Some(TIMEOUT),
-        },
-    )
-    .map_err(unreachable)?;
-    let token = (token_response.status == 200)
-        .then(|| {
-            String::from_utf8_lossy(&token_response.body)
-                .trim()
-                .to_string()
-        })
-        .filter(|t| !t.is_empty());
+    let flag = |name: &str| var(env, name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let (v1_disabled, v2_disabled) = (
+        flag("ALIBABA_CLOUD_IMDSV1_DISABLED"),
+        flag("ALIBABA_CLOUD_IMDSV2_DISABLED"),
+    );
+    if v1_disabled && v2_disabled {
+        return Err(CredentialsError(
+            "ALIBABA_CLOUD_IMDSV1_DISABLED and ALIBABA_CLOUD_IMDSV2_DISABLED are both true: no \
+             way is left to ask the ECS metadata service"
+                .into(),
+        ));
+    }
+    // IMDSv2 session token (skipped with ALIBABA_CLOUD_IMDSV2_DISABLED, as the ACK chain
+    // does). No answer at all: not on ECS, stop here. An HTTP error: the instance may not
+    // offer tokens; go on without one (IMDSv1), as the official chain does, unless
+    // ALIBABA_CLOUD_IMDSV1_DISABLED forbids it.
+    let token = if v2_disabled {
+        None
+    } else {
+        let token_response = send(
+            transport,
+            "metadata token",
+            HttpRequest {
+                method: "PUT",
+                scheme: Scheme::Http,
+                authority: host.clone(),
+                path_and_query: "/latest/api/token".into(),
+                headers: vec![(
+                    "x-aliyun-ecs-metadata-token-ttl-seconds".into(),
+                    TOKEN_TTL_SECONDS.into(),
+                )],
+                body: Vec::new(),
+                timeout: Some(TIMEOUT),
+            },
+        )
+        .map_err(unreachable)?;
+        let token = (token_response.status == 200)
+            .then(|| {
+                String::from_utf8_lossy(&token_response.body)
+                    .trim()
+                    .to_string()
+            })
+            .filter(|t| !t.is_empty());
+        if token.is_none() {
+            if v1_disabled {
+                return Err(CredentialsError(format!(
+                    "the ECS metadata service at http://{host} gave no IMDSv2 token (HTTP {}) \
+                     and ALIBABA_CLOUD_IMDSV1_DISABLED=true forbids asking without one",
+                    token_response.status
+                )));
+            }
+            crate::diag::line(|| {
+                format!(
+                    "credentials: no IMDSv2 token from http://{host} (HTTP {}); asking without \
+                     one (IMDSv1)",
+                    token_response.status
+                )
+            });
+        }
+        token
+    };
     let token = token.as_deref();
 
     let role = match role {
@@ -225,6 +260,65 @@ mod tests {
             ),
             _ => text(404, ""),
         }
+    }
+
+    /// An instance without IMDSv2: the token request is refused, metadata needs no token.
+    fn imds_v1(r: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        match (r.method, r.path_and_query.as_str()) {
+            ("PUT", _) => text(403, ""),
+            _ => {
+                assert!(
+                    !r.headers
+                        .iter()
+                        .any(|(n, _)| n == "x-aliyun-ecs-metadata-token"),
+                    "no token to send"
+                );
+                imds(&HttpRequest {
+                    headers: vec![("x-aliyun-ecs-metadata-token".into(), "imds-token".into())],
+                    ..r.clone()
+                })
+            }
+        }
+    }
+
+    #[test]
+    fn without_an_imdsv2_token_it_falls_back_to_v1_unless_v1_is_disabled() {
+        let t = MockTransport::new(imds_v1);
+        let c = resolve(&env(&[]), &t).unwrap();
+        assert_eq!(c.access_key_id, "STS.ecs");
+        assert_eq!(t.sent.borrow().len(), 3);
+
+        let t = MockTransport::new(imds_v1);
+        let e = resolve(&env(&[("ALIBABA_CLOUD_IMDSV1_DISABLED", "true")]), &t)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("gave no IMDSv2 token (HTTP 403)")
+                && e.contains("ALIBABA_CLOUD_IMDSV1_DISABLED=true"),
+            "{e}"
+        );
+        assert_eq!(t.sent.borrow().len(), 1, "nothing asked without a token");
+        // With v1 disabled, an instance that gives tokens still works.
+        let t = MockTransport::new(imds);
+        let c = resolve(&env(&[("ALIBABA_CLOUD_IMDSV1_DISABLED", "true")]), &t).unwrap();
+        assert_eq!(c.access_key_id, "STS.ecs");
+
+        // ALIBABA_CLOUD_IMDSV2_DISABLED (ACK): no token request at all.
+        let t = MockTransport::new(imds_v1);
+        resolve(&env(&[("ALIBABA_CLOUD_IMDSV2_DISABLED", "true")]), &t).unwrap();
+        assert!(t.sent.borrow().iter().all(|r| r.method == "GET"));
+        assert_eq!(t.sent.borrow().len(), 2);
+        let t = MockTransport::new(|r| panic!("unexpected {r:?}"));
+        let e = resolve(
+            &env(&[
+                ("ALIBABA_CLOUD_IMDSV1_DISABLED", "true"),
+                ("ALIBABA_CLOUD_IMDSV2_DISABLED", "true"),
+            ]),
+            &t,
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("both true"), "{e}");
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub fn resolve(
             // Static keys with a role ARN: assume the role with them (as the ACK chain does).
             match (found, var(env, "ALIBABA_CLOUD_ROLE_ARN")) {
                 (Found::Yes(keys), Some(role)) => {
-                    sts::assume_role(env, transport, now, &keys, &role, None).map(Found::Yes)
+                    sts::assume_role(env, transport, now, &keys, &role, &Default::default())
+                        .map(Found::Yes)
                 }
                 (found, _) => Ok(found),
             }
@@ -161,6 +162,9 @@ pub fn resolve(
     )))
 }
 
+/// Set by the host, not the user: the credential-file variables whose file it did not share.
+const NOT_SHARED_VAR: &str = "SIGSTORE_ALIBABAKMS_NOT_SHARED";
+
 /// Credential files are small; a larger one is not a credential file.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
@@ -173,19 +177,37 @@ fn read_named_file(
     let Some(path) = var(env, variable) else {
         return Ok(None);
     };
-    let fail = |e: std::io::Error| CredentialsError(format!("cannot read {variable}={path}: {e}"));
-    let file = std::fs::File::open(&path).map_err(fail)?;
+    // The host lists the files it would not share (their directory is `/` or contains the
+    // home directory): say so, rather than "not found".
+    if var(env, NOT_SHARED_VAR).is_some_and(|names| names.split(',').any(|n| n == variable)) {
+        let dir = std::path::Path::new(&path)
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        return Err(CredentialsError(format!(
+            "{variable}={path} is not shared with the plugin's sandbox: its directory {dir} is / \
+             or contains your home directory, and the plugin never shares those. Move the file \
+             into a directory of its own (e.g. ~/.alibabacloud/) and set {variable} to its new \
+             path (see --print-sandbox)"
+        )));
+    }
+    let text = read_small_file(&path, &format!("{variable}={path}"))?;
+    Ok(Some((path, text)))
+}
+
+/// Reads a credential file at most [`MAX_FILE_BYTES`] long; `what` names it in errors.
+fn read_small_file(path: &str, what: &str) -> Result<String, CredentialsError> {
+    let fail = |e: std::io::Error| CredentialsError(format!("cannot read {what}: {e}"));
+    let file = std::fs::File::open(path).map_err(fail)?;
     let mut text = String::new();
     use std::io::Read;
     file.take(MAX_FILE_BYTES + 1)
         .read_to_string(&mut text)
         .map_err(fail)?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(CredentialsError(format!(
-            "{variable}={path} is larger than 1 MiB"
-        )));
+        return Err(CredentialsError(format!("{what} is larger than 1 MiB")));
     }
-    Ok(Some((path, text)))
+    Ok(text)
 }
 
 /// The profile a file-based source uses: `ALIBABA_CLOUD_PROFILE`, else `fallback`.
@@ -221,6 +243,19 @@ struct CliProfile {
     ram_role_name: String,
     #[serde(default)]
     source_profile: String,
+    #[serde(default)]
+    sts_region: String,
+    #[serde(default)]
+    policy: String,
+    #[serde(default)]
+    external_id: String,
+    #[serde(default)]
+    oidc_provider_arn: String,
+    #[serde(default)]
+    oidc_token_file: String,
+    /// Seconds, as `aliyun configure` writes it (0 or absent: the default).
+    #[serde(default)]
+    expired_seconds: serde_json::Value,
 }
 
 /// `~/.aliyun/config.json`, as written by `aliyun configure`.
@@ -262,6 +297,36 @@ fn cli_profile(
     };
     cli.profile(&name, chosen_by, &mut Vec::new())
         .map(Found::Yes)
+}
+
+/// Every mode the Aliyun CLI knows, spelled as it writes them (`config/profile.go`).
+const CLI_MODES: &[&str] = &[
+    "AK",
+    "StsToken",
+    "RamRoleArn",
+    "EcsRamRole",
+    "RsaKeyPair",
+    "RamRoleArnWithRoleName",
+    "ChainableRamRoleArn",
+    "External",
+    "CredentialsURI",
+    "OIDC",
+    "CloudSSO",
+    "OAuth",
+    "BearerToken",
+    "Anonymous",
+];
+
+/// A profile's mode in the CLI's own spelling: the CLI accepts any case (its `NormalizeMode`,
+/// e.g. `aliyun configure --mode oidc`), so `oidc` or `ak` mean `OIDC` and `AK` here too. A
+/// name the CLI does not know is kept as written (and reported as unsupported).
+fn cli_mode(mode: &str) -> &str {
+    let mode = mode.trim();
+    CLI_MODES
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(mode))
+        .copied()
+        .unwrap_or(mode)
 }
 
 /// One loaded Aliyun CLI config, resolving profiles (and their source profiles).
@@ -313,10 +378,8 @@ impl Cli<'_> {
                         .join(", ")
                 ))
             })?;
-        let source = format!(
-            "Aliyun CLI profile {name:?} in {path} (mode {})",
-            profile.mode
-        );
+        let mode = cli_mode(&profile.mode);
+        let source = format!("Aliyun CLI profile {name:?} in {path} (mode {mode})");
         let keys = |token: Option<String>| -> Result<Credentials, CredentialsError> {
             match keys_from(
                 &source,
@@ -328,21 +391,40 @@ impl Cli<'_> {
                 Found::Skipped(why) => Err(CredentialsError(why)),
             }
         };
-        let assume = |with: Credentials| {
-            if profile.ram_role_arn.trim().is_empty() {
-                return Err(CredentialsError(format!("{source} has no ram_role_arn")));
-            }
-            let session = Some(profile.ram_session_name.trim()).filter(|s| !s.is_empty());
-            sts::assume_role(
-                env,
-                self.transport,
-                self.now,
-                &with,
-                profile.ram_role_arn.trim(),
-                session,
-            )
+        let non_empty = |v: &'_ str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        let session = non_empty(&profile.ram_session_name);
+        let role_arn = || {
+            non_empty(&profile.ram_role_arn)
+                .ok_or_else(|| CredentialsError(format!("{source} has no ram_role_arn")))
         };
-        match profile.mode.as_str() {
+        // The session length of the role assumptions (`expired_seconds`), checked before any
+        // request.
+        let duration = || -> Result<u32, CredentialsError> {
+            let what = format!("expired_seconds of profile {name:?} in {path}");
+            let seconds = match &profile.expired_seconds {
+                serde_json::Value::Null => None,
+                serde_json::Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
+                    CredentialsError(format!("{what} is not a whole number of seconds"))
+                })?),
+                _ => {
+                    return Err(CredentialsError(format!(
+                        "{what} is not a number of seconds"
+                    )))
+                }
+            };
+            sts::duration_seconds(env, seconds.filter(|s| *s != 0).map(|s| (s, what.as_str())))
+        };
+        let assume = |with: Credentials| {
+            let options = sts::AssumeOptions {
+                duration: Some(duration()?),
+                session: session.as_deref(),
+                region: Some(profile.sts_region.as_str()),
+                policy: Some(profile.policy.as_str()),
+                external_id: Some(profile.external_id.as_str()),
+            };
+            sts::assume_role(env, self.transport, self.now, &with, &role_arn()?, &options)
+        };
+        match mode {
             "AK" => keys(None),
             "StsToken" => {
                 let token = Some(profile.sts_token.clone()).filter(|t| !t.is_empty());
@@ -364,17 +446,66 @@ impl Cli<'_> {
                     Found::Skipped(why) => Err(CredentialsError(format!("{source}: {why}"))),
                 }
             }
+            "OIDC" => {
+                let role = role_arn()?;
+                let provider = non_empty(&profile.oidc_provider_arn).ok_or_else(|| {
+                    CredentialsError(format!("{source} has no oidc_provider_arn"))
+                })?;
+                let file = non_empty(&profile.oidc_token_file)
+                    .ok_or_else(|| CredentialsError(format!("{source} has no oidc_token_file")))?;
+                // The host shares the token file's directory at the same path (see
+                // host/src/policy.rs); re-read on every run, as the token rotates.
+                let token = read_small_file(
+                    &file,
+                    &format!("the oidc_token_file {file} of profile {name:?} in {path}"),
+                )
+                .map_err(|CredentialsError(e)| {
+                    CredentialsError(format!(
+                        "{e} (the sandbox shares the directory of an absolute oidc_token_file \
+                         that exists, unless that directory is / or contains your home \
+                         directory: keep the token in a directory of its own; see \
+                         --print-sandbox)"
+                    ))
+                })?;
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(CredentialsError(format!(
+                        "the oidc_token_file {file} of profile {name:?} in {path} is empty"
+                    )));
+                }
+                let duration = duration()?;
+                let host = sts::endpoint_in(env, Some(&profile.sts_region));
+                let session = session
+                    .clone()
+                    .unwrap_or_else(|| sts::session_name(env, self.now));
+                sts::assume_role_with_oidc(
+                    self.transport,
+                    self.now,
+                    &sts::OidcExchange {
+                        host: &host,
+                        role_arn: &role,
+                        provider_arn: &provider,
+                        token,
+                        session: &session,
+                        duration,
+                        source: &format!("role {role} via {host}, OIDC token of {source}"),
+                        token_origin: &format!("the oidc_token_file {file}"),
+                    },
+                )
+            }
             "ChainableRamRoleArn" => {
                 let from = profile.source_profile.trim();
                 if from.is_empty() {
                     return Err(CredentialsError(format!("{source} has no source_profile")));
                 }
+                // Checked before the source profile sends anything.
+                duration()?;
                 let base = self.profile(from, &format!("source_profile of {name:?}"), visited)?;
                 assume(base)
             }
             other => Err(CredentialsError(format!(
                 "profile {name:?} in {path} uses mode {other:?}, which this plugin does not \
-                 support yet (supported: AK, StsToken, RamRoleArn, EcsRamRole, \
+                 support yet (supported: AK, StsToken, RamRoleArn, EcsRamRole, OIDC, \
                  ChainableRamRoleArn); set ALIBABA_CLOUD_ACCESS_KEY_ID and \
                  ALIBABA_CLOUD_ACCESS_KEY_SECRET or choose another profile with \
                  ALIBABA_CLOUD_PROFILE"
@@ -446,8 +577,12 @@ fn credentials_file(
             if get("role_arn").is_empty() {
                 return Err(CredentialsError(format!("{source} has no role_arn")));
             }
-            let session = Some(get("role_session_name")).filter(|s| !s.is_empty());
-            sts::assume_role(env, transport, now, &keys, get("role_arn"), session).map(Found::Yes)
+            let options = sts::AssumeOptions {
+                session: Some(get("role_session_name")).filter(|s| !s.is_empty()),
+                policy: Some(get("policy")),
+                ..Default::default()
+            };
+            sts::assume_role(env, transport, now, &keys, get("role_arn"), &options).map(Found::Yes)
         }
         "ecs_ram_role" => {
             let role = Some(get("role_name").to_string()).filter(|r| !r.is_empty());
@@ -630,6 +765,39 @@ mod tests {
     }
 
     #[test]
+    fn mode_names_are_case_insensitive_as_in_the_aliyun_cli() {
+        assert_eq!(cli_mode("ak"), "AK");
+        assert_eq!(cli_mode(" oidc "), "OIDC");
+        assert_eq!(cli_mode("chainableramrolearn"), "ChainableRamRoleArn");
+        assert_eq!(cli_mode("STSTOKEN"), "StsToken");
+        assert_eq!(cli_mode("cloudsso"), "CloudSSO");
+        assert_eq!(cli_mode("Magic"), "Magic");
+        let path = temp_file(
+            "config.json",
+            r#"{"current":"dev","profiles":[
+            {"name":"dev","mode":"ak","access_key_id":"cli-id","access_key_secret":"cli-secret"},
+            {"name":"sts","mode":"ststoken","access_key_id":"STS.x","access_key_secret":"s","sts_token":"t"},
+            {"name":"sso","mode":"cloudsso"}]}"#,
+        );
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &path)])).unwrap();
+        assert_eq!(c.access_key_id, "cli-id");
+        assert!(c.source.contains("(mode AK)"), "{}", c.source);
+        let c = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_PROFILE", "sts"),
+        ]))
+        .unwrap();
+        assert_eq!(c.security_token.as_deref(), Some("t"));
+        let e = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &path),
+            ("ALIBABA_CLOUD_PROFILE", "sso"),
+        ]))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("uses mode \"CloudSSO\""), "{e}");
+    }
+
+    #[test]
     fn an_unsupported_mode_is_named() {
         let path = temp_file("config.json", CLI);
         let e = resolve(&env(&[
@@ -695,6 +863,42 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("not a valid Aliyun CLI config"), "{e}");
+    }
+
+    #[test]
+    fn a_file_the_host_did_not_share_is_named_with_what_to_do() {
+        let token = temp_file("token", "jwt");
+        let e = resolve(&env(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r"),
+            (
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                "acs:ram::1:oidc-provider/p",
+            ),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            (
+                "SIGSTORE_ALIBABAKMS_NOT_SHARED",
+                "ALIBABA_CLOUD_CONFIG_FILE,ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+            ),
+        ]))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains(&format!(
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE={token} is not shared with the plugin's sandbox"
+            )) && e.contains("Move the file into a directory of its own"),
+            "{e}"
+        );
+        // Only the listed variables: a readable file named by another one is read.
+        let cli = temp_file("config.json", CLI);
+        let c = resolve(&env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            (
+                "SIGSTORE_ALIBABAKMS_NOT_SHARED",
+                "ALIBABA_CLOUD_CREDENTIALS_FILE",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.access_key_id, "cli-id");
     }
 
     #[test]

@@ -11,11 +11,66 @@ use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportEr
 use std::time::{Duration, SystemTime};
 
 pub const STS_VERSION: &str = "2015-04-01";
-const DURATION_SECONDS: &str = "3600";
+
+/// How long an STS session lasts unless configured: as in the official SDKs.
+const DEFAULT_DURATION_SECONDS: u32 = 3600;
+/// STS sessions last from 900 seconds up to the role's `MaxSessionDuration`, which RAM
+/// allows up to 43200 (12 hours); roles are created with 3600.
+const DURATION_RANGE: std::ops::RangeInclusive<i64> = 900..=43200;
+const DURATION_VARS: [&str; 2] = [
+    "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION",
+    "ALICLOUD_ROLE_SESSION_EXPIRATION",
+];
+
+/// `DurationSeconds` of a role assumption: `from_profile` (an Aliyun CLI profile's
+/// `expired_seconds`, with the words that name it) when given, else
+/// `ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION`, else `ALICLOUD_ROLE_SESSION_EXPIRATION`, else
+/// 3600. A value outside 900..=43200 seconds is an error naming where it came from, before
+/// anything is sent.
+pub fn duration_seconds(
+    env: EnvLookup<'_>,
+    from_profile: Option<(i64, &str)>,
+) -> Result<u32, CredentialsError> {
+    let (seconds, what) = match from_profile {
+        Some((seconds, what)) => (seconds, what.to_string()),
+        None => {
+            let Some((name, value)) = DURATION_VARS
+                .iter()
+                .find_map(|name| var(env, name).map(|v| (*name, v)))
+            else {
+                return Ok(DEFAULT_DURATION_SECONDS);
+            };
+            let seconds = value.parse::<i64>().map_err(|_| {
+                CredentialsError(format!(
+                    "{name}={value} is not a whole number of seconds; STS sessions last {} to \
+                     {} seconds",
+                    DURATION_RANGE.start(),
+                    DURATION_RANGE.end()
+                ))
+            })?;
+            (seconds, name.to_string())
+        }
+    };
+    if !DURATION_RANGE.contains(&seconds) {
+        return Err(CredentialsError(format!(
+            "{what} is {seconds} seconds; STS sessions last {} to {} seconds (and at most the \
+             role's MaxSessionDuration, 3600 unless raised in RAM)",
+            DURATION_RANGE.start(),
+            DURATION_RANGE.end()
+        )));
+    }
+    Ok(seconds as u32)
+}
 
 /// The STS host: `ALIBABA_CLOUD_STS_ENDPOINT` verbatim (a scheme or trailing `/` is dropped),
 /// else `sts[-vpc].<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com`, else `sts.aliyuncs.com`.
 pub fn endpoint(env: EnvLookup<'_>) -> String {
+    endpoint_in(env, None)
+}
+
+/// As [`endpoint`], with the STS region of a profile (its `sts_region`), which comes after
+/// `ALIBABA_CLOUD_STS_ENDPOINT` and before `ALIBABA_CLOUD_STS_REGION`.
+pub fn endpoint_in(env: EnvLookup<'_>, region: Option<&str>) -> String {
     if let Some(e) = var(env, "ALIBABA_CLOUD_STS_ENDPOINT") {
         let e = e
             .strip_prefix("https://")
@@ -23,7 +78,12 @@ pub fn endpoint(env: EnvLookup<'_>) -> String {
             .unwrap_or(&e);
         return e.trim_end_matches('/').to_string();
     }
-    match var(env, "ALIBABA_CLOUD_STS_REGION") {
+    let region = region
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .or_else(|| var(env, "ALIBABA_CLOUD_STS_REGION"));
+    match region {
         Some(region) => {
             let vpc = var(env, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
@@ -70,18 +130,60 @@ pub fn oidc(
         return Err(CredentialsError(format!("{TOKEN_VAR}={path} is empty")));
     }
     let host = endpoint(env);
+    let source = format!("RRSA/OIDC role {role} via {host}");
+    let duration = duration_seconds(env, None)?;
+    assume_role_with_oidc(
+        transport,
+        now,
+        &OidcExchange {
+            host: &host,
+            role_arn: &role,
+            provider_arn: &provider,
+            token,
+            session: &session_name(env, now),
+            duration,
+            source: &source,
+            token_origin: TOKEN_VAR,
+        },
+    )
+    .map(Found::Yes)
+}
+
+/// One `AssumeRoleWithOIDC` call: the OIDC token (already read) for the role's credentials.
+pub struct OidcExchange<'a> {
+    /// The STS `host[:port]`.
+    pub host: &'a str,
+    pub role_arn: &'a str,
+    pub provider_arn: &'a str,
+    pub token: &'a str,
+    pub session: &'a str,
+    /// `DurationSeconds` (see [`duration_seconds`]).
+    pub duration: u32,
+    /// Names the source in errors and in the credentials' `source`.
+    pub source: &'a str,
+    /// Where the token came from, for the hint of a refused token (a variable or a file).
+    pub token_origin: &'a str,
+}
+
+/// STS `AssumeRoleWithOIDC`, anonymous: the token is the proof. The token travels in the
+/// form body, never in the URL, and never appears in an error.
+pub fn assume_role_with_oidc(
+    transport: &dyn Transport,
+    now: SystemTime,
+    x: &OidcExchange<'_>,
+) -> Result<Credentials, CredentialsError> {
     let params = [
-        ("DurationSeconds", DURATION_SECONDS.to_string()),
-        ("OIDCProviderArn", provider),
-        ("OIDCToken", token.to_string()),
-        ("RoleArn", role.clone()),
-        ("RoleSessionName", session_name(env, now)),
+        ("DurationSeconds", x.duration.to_string()),
+        ("OIDCProviderArn", x.provider_arn.to_string()),
+        ("OIDCToken", x.token.to_string()),
+        ("RoleArn", x.role_arn.to_string()),
+        ("RoleSessionName", x.session.to_string()),
     ];
     let body = form(&params);
     let build = |now: SystemTime| HttpRequest {
         method: "POST",
         scheme: Scheme::Https,
-        authority: host.clone(),
+        authority: x.host.to_string(),
         path_and_query: "/".into(),
         headers: vec![
             ("x-acs-action".into(), "AssumeRoleWithOIDC".into()),
@@ -97,7 +199,7 @@ pub fn oidc(
         body: body.clone().into_bytes(),
         timeout: None,
     };
-    let source = format!("RRSA/OIDC role {role} via {host}");
+    let source = x.source;
     let response = send_retrying(transport, "AssumeRoleWithOIDC", now, build).map_err(|e| {
         CredentialsError(format!(
             "{source}: STS AssumeRoleWithOIDC got no answer: {e}"
@@ -106,13 +208,29 @@ pub fn oidc(
     let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
     if !(200..300).contains(&response.status) {
         return Err(CredentialsError(sts_error(
-            &source,
+            source,
             "AssumeRoleWithOIDC",
             response.status,
             json.as_ref(),
+            x.token_origin,
         )));
     }
-    credentials_from(&source, json.as_ref()).map(Found::Yes)
+    credentials_from(source, json.as_ref())
+}
+
+/// What a role assumption may add to the role ARN (all optional).
+#[derive(Default)]
+pub struct AssumeOptions<'a> {
+    /// `RoleSessionName`; default [`session_name`].
+    pub session: Option<&'a str>,
+    /// The STS region of a profile (see [`endpoint_in`]).
+    pub region: Option<&'a str>,
+    /// `Policy`: a JSON policy that narrows the role's permissions for this session.
+    pub policy: Option<&'a str>,
+    /// `ExternalId`: the value the role's trust policy requires (confused-deputy guard).
+    pub external_id: Option<&'a str>,
+    /// `DurationSeconds`, already checked; default [`duration_seconds`] of the environment.
+    pub duration: Option<u32>,
 }
 
 /// STS `AssumeRole` signed (ACS3) by `with`, for `role_arn`. `source` names where the role
@@ -123,18 +241,29 @@ pub fn assume_role(
     now: SystemTime,
     with: &Credentials,
     role_arn: &str,
-    session: Option<&str>,
+    options: &AssumeOptions<'_>,
 ) -> Result<Credentials, CredentialsError> {
-    let host = endpoint(env);
+    let host = endpoint_in(env, options.region);
     let source = format!("role {role_arn} via {host}, assumed with {}", with.source);
-    let session = session
+    let session = options
+        .session
         .map(str::to_string)
         .unwrap_or_else(|| session_name(env, now));
-    let params = [
-        ("DurationSeconds", DURATION_SECONDS.to_string()),
+    let duration = match options.duration {
+        Some(d) => d,
+        None => duration_seconds(env, None)?,
+    };
+    let mut params = vec![
+        ("DurationSeconds", duration.to_string()),
         ("RoleArn", role_arn.to_string()),
         ("RoleSessionName", session),
     ];
+    if let Some(policy) = options.policy.filter(|p| !p.trim().is_empty()) {
+        params.push(("Policy", policy.trim().to_string()));
+    }
+    if let Some(id) = options.external_id.filter(|p| !p.trim().is_empty()) {
+        params.push(("ExternalId", id.trim().to_string()));
+    }
     let query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let build = |now: SystemTime| {
         let mut headers: Vec<(String, String)> = vec![
@@ -189,6 +318,7 @@ pub fn assume_role(
             "AssumeRole",
             response.status,
             json.as_ref(),
+            "",
         )));
     }
     credentials_from(&source, json.as_ref())
@@ -255,7 +385,13 @@ fn nonce() -> String {
 
 /// A clear message from an STS error body (`Code`, `Message`, `RequestId`), with a hint for
 /// the codes a user can act on. Never includes a request parameter.
-fn sts_error(source: &str, action: &str, status: u16, json: Option<&serde_json::Value>) -> String {
+fn sts_error(
+    source: &str,
+    action: &str,
+    status: u16,
+    json: Option<&serde_json::Value>,
+    token_origin: &str,
+) -> String {
     let field = |name: &str| {
         json.and_then(|j| j.get(name))
             .and_then(|v| v.as_str())
@@ -270,16 +406,21 @@ fn sts_error(source: &str, action: &str, status: u16, json: Option<&serde_json::
     let hint = if (300..400).contains(&status) {
         " STS answered with a redirect, and redirects are not followed: check \
          ALIBABA_CLOUD_STS_ENDPOINT (or ALIBABA_CLOUD_STS_REGION)."
+            .to_string()
     } else if code.contains("OIDCToken.Expired") {
-        " The OIDC token in ALIBABA_CLOUD_OIDC_TOKEN_FILE has expired; it is normally rotated \
-         by the cluster (RRSA), check that the file is refreshed."
+        format!(
+            " The OIDC token in {token_origin} has expired; it is normally rotated by the \
+             cluster (RRSA), check that the file is refreshed."
+        )
     } else if code.contains("OIDCToken") {
-        " The OIDC token in ALIBABA_CLOUD_OIDC_TOKEN_FILE was not accepted; check that it is \
-         the token issued for ALIBABA_CLOUD_OIDC_PROVIDER_ARN."
+        format!(
+            " The OIDC token in {token_origin} was not accepted; check that it is the token \
+             issued for the OIDC provider ARN."
+        )
     } else if code.starts_with("NoPermission") || code.contains("Role") {
-        " Check the role ARN and that the role's trust policy allows this identity."
+        " Check the role ARN and that the role's trust policy allows this identity.".into()
     } else {
-        ""
+        String::new()
     };
     format!(
         "{source}: STS {action} failed with HTTP {status} {code}: {message} (RequestId \
@@ -476,6 +617,106 @@ mod tests {
             .1
             .clone();
         assert!(auth.contains("Credential=LTAIini,"), "{auth}");
+    }
+
+    #[test]
+    fn the_session_length_comes_from_the_profile_then_the_environment() {
+        let d = |pairs: &[(&str, &str)], p: Option<(i64, &str)>| duration_seconds(&env(pairs), p);
+        assert_eq!(d(&[], None), Ok(3600));
+        assert_eq!(
+            d(&[("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", " 900 ")], None),
+            Ok(900)
+        );
+        assert_eq!(
+            d(&[("ALICLOUD_ROLE_SESSION_EXPIRATION", "43200")], None),
+            Ok(43200)
+        );
+        assert_eq!(
+            d(
+                &[
+                    ("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "1800"),
+                    ("ALICLOUD_ROLE_SESSION_EXPIRATION", "x")
+                ],
+                None
+            ),
+            Ok(1800)
+        );
+        assert_eq!(
+            d(
+                &[("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "1800")],
+                Some((7200, "p"))
+            ),
+            Ok(7200),
+            "the profile wins"
+        );
+        for (pairs, profile, says) in [
+            (
+                vec![("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "899")],
+                None,
+                "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION is 899 seconds; STS sessions last 900 to 43200 seconds",
+            ),
+            (
+                vec![("ALICLOUD_ROLE_SESSION_EXPIRATION", "1h")],
+                None,
+                "ALICLOUD_ROLE_SESSION_EXPIRATION=1h is not a whole number of seconds",
+            ),
+            (vec![], Some((43201, "expired_seconds of profile \"p\"")), "expired_seconds of profile \"p\" is 43201 seconds"),
+            (vec![], Some((-5, "x")), "x is -5 seconds"),
+        ] {
+            let e = d(&pairs, profile).unwrap_err().0;
+            assert!(e.contains(says), "{e}");
+            assert!(e.contains("MaxSessionDuration") || e.contains("whole number"), "{e}");
+        }
+
+        // On the wire: a CLI RamRoleArn profile's expired_seconds, the environment's value for
+        // RRSA, and no request at all when the value is out of range.
+        let cli = super::super::testing::temp_file(
+            "config.json",
+            r#"{"current":"r","profiles":[
+            {"name":"r","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","expired_seconds":7200},
+            {"name":"zero","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","expired_seconds":0},
+            {"name":"short","mode":"ChainableRamRoleArn","source_profile":"r","ram_role_arn":"acs:ram::123:role/c","expired_seconds":60},
+            {"name":"text","mode":"RamRoleArn","access_key_id":"LTAIcli","access_key_secret":"cs","ram_role_arn":"acs:ram::123:role/cli","expired_seconds":"3600"}]}"#,
+        );
+        let sent_duration = |pairs: &[(&str, &str)]| {
+            let t = MockTransport::new(|_| ok_answer());
+            let r = resolve(&env(pairs), &t);
+            let sent = t.sent.borrow();
+            let q = sent.first().map(|r| {
+                let mut q = r.path_and_query.clone();
+                q.push('&');
+                q.push_str(&String::from_utf8_lossy(&r.body));
+                q
+            });
+            (r.map_err(|e| e.0), q)
+        };
+        let (r, q) = sent_duration(&[("ALIBABA_CLOUD_CONFIG_FILE", &cli)]);
+        assert!(r.is_ok() && q.unwrap().contains("DurationSeconds=7200"));
+        let (_, q) = sent_duration(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "zero"),
+            ("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "2400"),
+        ]);
+        assert!(q.unwrap().contains("DurationSeconds=2400"), "0 means unset");
+        for (profile, says) in [
+            ("short", "expired_seconds of profile \"short\" in"),
+            ("text", "expired_seconds of profile \"text\" in"),
+        ] {
+            let (r, q) = sent_duration(&[
+                ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+                ("ALIBABA_CLOUD_PROFILE", profile),
+            ]);
+            assert!(r.unwrap_err().contains(says));
+            assert!(q.is_none(), "nothing is sent: {q:?}");
+        }
+        let token = super::super::testing::temp_file("token", "jwt");
+        let (_, q) = sent_duration(&[
+            ("ALIBABA_CLOUD_ROLE_ARN", ROLE),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &token),
+            ("ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION", "5400"),
+        ]);
+        assert!(q.unwrap().contains("DurationSeconds=5400"));
     }
 
     #[test]
@@ -687,5 +928,96 @@ mod tests {
         ]);
         assert!(resolve(&e, &t).unwrap_err().0.contains("is empty"));
         assert!(t.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_cli_oidc_profile_exchanges_its_token_file_and_can_source_a_chain() {
+        let token = super::super::testing::temp_file("token", "profile.jwt.sig\n");
+        let cli = super::super::testing::temp_file(
+            "config.json",
+            &format!(
+                r#"{{"current":"o","profiles":[
+                {{"name":"o","mode":"OIDC","ram_role_arn":"{ROLE}","oidc_provider_arn":"{PROVIDER}","oidc_token_file":"{token}","ram_session_name":"oidc-session","sts_region":"cn-shanghai"}},
+                {{"name":"c","mode":"ChainableRamRoleArn","source_profile":"o","ram_role_arn":"acs:ram::1:role/next","policy":"{{\"Version\":\"1\"}}","external_id":"ext-42"}},
+                {{"name":"gone","mode":"OIDC","ram_role_arn":"{ROLE}","oidc_provider_arn":"{PROVIDER}","oidc_token_file":"/nonexistent/oidc/token"}},
+                {{"name":"half","mode":"OIDC","ram_role_arn":"{ROLE}","oidc_token_file":"{token}"}}]}}"#
+            ),
+        );
+        let t = MockTransport::new(|_| ok_answer());
+        let c = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &cli)]), &t).unwrap();
+        assert_eq!(c.security_token.as_deref(), Some("sts-token"));
+        assert!(
+            c.source.starts_with(&format!(
+                "role {ROLE} via sts.cn-shanghai.aliyuncs.com, OIDC token of Aliyun CLI profile \"o\""
+            )),
+            "{}",
+            c.source
+        );
+        let sent = t.sent.borrow();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].authority, "sts.cn-shanghai.aliyuncs.com");
+        assert!(!sent[0].headers.iter().any(|(n, _)| n == "authorization"));
+        let p = form_params(&sent[0].body);
+        assert_eq!(p["OIDCToken"], "profile.jwt.sig");
+        assert_eq!(p["RoleArn"], ROLE);
+        assert_eq!(p["OIDCProviderArn"], PROVIDER);
+        assert_eq!(p["RoleSessionName"], "oidc-session");
+        drop(sent);
+
+        // As the source of a chain: the OIDC credentials sign the AssumeRole, which carries
+        // the profile's policy and external id; ALIBABA_CLOUD_STS_ENDPOINT wins over sts_region.
+        let t = MockTransport::new(|_| ok_answer());
+        let e = env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "c"),
+            ("ALIBABA_CLOUD_STS_ENDPOINT", "127.0.0.1:9443"),
+        ]);
+        let c = resolve(&e, &t).unwrap();
+        assert!(
+            c.source.starts_with("role acs:ram::1:role/next"),
+            "{}",
+            c.source
+        );
+        assert_eq!(t.actions(), ["AssumeRoleWithOIDC", "AssumeRole"]);
+        let sent = t.sent.borrow();
+        assert!(sent.iter().all(|r| r.authority == "127.0.0.1:9443"));
+        let q = &sent[1].path_and_query;
+        assert!(q.contains("ExternalId=ext-42"), "{q}");
+        assert!(q.contains("Policy=%7B%22Version%22%3A%221%22%7D"), "{q}");
+        drop(sent);
+
+        // A token file that cannot be read names the profile and the path; nothing is sent.
+        let t = MockTransport::new(|_| ok_answer());
+        let e = env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "gone"),
+        ]);
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(
+            err.contains(
+                "cannot read the oidc_token_file /nonexistent/oidc/token of profile \"gone\""
+            ),
+            "{err}"
+        );
+        let e = env(&[
+            ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
+            ("ALIBABA_CLOUD_PROFILE", "half"),
+        ]);
+        let err = resolve(&e, &t).unwrap_err().0;
+        assert!(err.contains("has no oidc_provider_arn"), "{err}");
+        assert!(t.sent.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_ini_ram_role_arn_section_sends_its_policy() {
+        let ini = super::super::testing::temp_file(
+            "credentials",
+            "[default]\ntype = ram_role_arn\naccess_key_id = LTAIini\naccess_key_secret = is\nrole_arn = acs:ram::123:role/ini\npolicy = {\"Version\":\"1\"}\n",
+        );
+        let t = MockTransport::new(|_| ok_answer());
+        resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_FILE", &ini)]), &t).unwrap();
+        let q = t.sent.borrow()[0].path_and_query.clone();
+        assert!(q.contains("Policy=%7B%22Version%22%3A%221%22%7D"), "{q}");
+        assert!(!q.contains("ExternalId"), "{q}");
     }
 }

@@ -6,7 +6,9 @@
 //! `X-aliyun-ecs-metadata-token` is refused with 401 (the "hardened mode" of a real instance).
 //! `GET /latest/meta-data/ram/security-credentials/` names the role attached
 //! ([`crate::EmulatorConfig::ecs_role`]; 404 when none), and `.../<role>` returns fresh STS
-//! credentials that the KMS side accepts with their token. One request per connection
+//! credentials that the KMS side accepts with their token. With
+//! [`crate::EmulatorConfig::imds_v1_only`] it is an instance without IMDSv2 instead: the token
+//! request answers 404 and every `GET` is served without a token. One request per connection
 //! (`Connection: close`). Requests are counted in [`crate::Stats::imds_requests`].
 //!
 //! The same listener serves the `ALIBABA_CLOUD_CREDENTIALS_URI` endpoint when configured
@@ -44,6 +46,8 @@ struct Imds {
     shared: Arc<Shared>,
     role: Option<String>,
     serve_uri: bool,
+    /// No IMDSv2: the token request is refused and no token is required.
+    v1_only: bool,
     tokens: Mutex<HashMap<String, SystemTime>>,
 }
 
@@ -52,6 +56,7 @@ impl ImdsServer {
         shared: Arc<Shared>,
         role: Option<String>,
         serve_uri: bool,
+        v1_only: bool,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
@@ -60,6 +65,7 @@ impl ImdsServer {
             shared,
             role,
             serve_uri,
+            v1_only,
             tokens: Mutex::new(HashMap::new()),
         });
         let thread_stop = stop.clone();
@@ -170,6 +176,9 @@ impl Imds {
             if method != "PUT" {
                 return (405, plain, String::new());
             }
+            if self.v1_only {
+                return (404, plain, String::new());
+            }
             let ttl = header("x-aliyun-ecs-metadata-token-ttl-seconds")
                 .and_then(|v| v.parse::<u64>().ok())
                 .filter(|t| (1..=21600).contains(t));
@@ -191,7 +200,7 @@ impl Imds {
         let valid = header("x-aliyun-ecs-metadata-token")
             .and_then(|t| lock(&self.tokens).get(t).copied())
             .is_some_and(|exp| exp > now);
-        if !valid {
+        if !valid && !self.v1_only {
             return (401, plain, String::new());
         }
         let Some(rest) = path.strip_prefix(CREDENTIALS_PATH) else {

@@ -112,6 +112,14 @@ pub struct EmulatorConfig {
     pub ecs_role: Option<String>,
     /// Whether the metadata listener also serves [`imds::CREDENTIALS_URI_PATH`].
     pub credentials_uri: bool,
+    /// An instance without IMDSv2: the token request is refused (404) and metadata is served
+    /// without a token (IMDSv1). Default: tokens required (hardened mode).
+    pub imds_v1_only: bool,
+    /// `ExternalId` values the trust policy of a [`EmulatorConfig::ram_role`] requires.
+    pub ram_role_external_ids: Vec<(String, String)>,
+    /// Roles whose `MaxSessionDuration` is raised above RAM's default of 3600 seconds
+    /// ([`EmulatorConfig::max_session_duration`]).
+    pub max_session_durations: Vec<(String, u64)>,
     /// KMS instance ids `CreateKey` accepts as `DKMSInstanceId`.
     pub kms_instance_ids: Vec<String>,
     /// Used in ARNs.
@@ -149,6 +157,9 @@ impl Default for EmulatorConfig {
             oidc_roles: Vec::new(),
             ecs_role: None,
             credentials_uri: false,
+            imds_v1_only: false,
+            ram_role_external_ids: Vec::new(),
+            max_session_durations: Vec::new(),
             ram_roles: Vec::new(),
             region: "cn-hangzhou".to_string(),
             account_id: "1234567890123456".to_string(),
@@ -233,6 +244,33 @@ impl EmulatorConfig {
     /// the credentials it returns work with KMS.
     pub fn ram_role(mut self, role_arn: impl Into<String>) -> Self {
         self.ram_roles.push(role_arn.into());
+        self
+    }
+
+    /// As [`EmulatorConfig::ram_role`], for a role whose trust policy requires `external_id`:
+    /// `AssumeRole` without exactly that `ExternalId` is refused (403 `NoPermission`).
+    pub fn ram_role_with_external_id(
+        mut self,
+        role_arn: impl Into<String>,
+        external_id: impl Into<String>,
+    ) -> Self {
+        let role_arn = role_arn.into();
+        self.ram_roles.push(role_arn.clone());
+        self.ram_role_external_ids
+            .push((role_arn, external_id.into()));
+        self
+    }
+
+    /// Raises the `MaxSessionDuration` of `role_arn` (an OIDC or a RAM role) from RAM's default
+    /// of 3600 seconds (RAM allows 3600 to 43200): STS then issues sessions up to that long.
+    pub fn max_session_duration(mut self, role_arn: impl Into<String>, seconds: u64) -> Self {
+        self.max_session_durations.push((role_arn.into(), seconds));
+        self
+    }
+
+    /// The metadata service of an instance without IMDSv2 ([`EmulatorConfig::imds_v1_only`]).
+    pub fn imds_v1_only(mut self) -> Self {
+        self.imds_v1_only = true;
         self
     }
 
@@ -344,6 +382,8 @@ impl Emulator {
         }
         state.oidc_roles = cfg.oidc_roles.clone();
         state.ram_roles = cfg.ram_roles.iter().cloned().collect();
+        state.ram_role_external_ids = cfg.ram_role_external_ids.iter().cloned().collect();
+        state.max_session_durations = cfg.max_session_durations.iter().cloned().collect();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             nonces: Mutex::new(NonceCache::default()),
@@ -382,8 +422,12 @@ impl Emulator {
                 // Dropping the runtime here cancels open connections.
             })?;
 
-        let imds =
-            imds::ImdsServer::start(shared.clone(), cfg.ecs_role.clone(), cfg.credentials_uri)?;
+        let imds = imds::ImdsServer::start(
+            shared.clone(),
+            cfg.ecs_role.clone(),
+            cfg.credentials_uri,
+            cfg.imds_v1_only,
+        )?;
         Ok(Emulator {
             imds,
             shared,
@@ -513,6 +557,15 @@ impl Emulator {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// When the credential `access_key_id` stops working: `None` for a long-term AccessKey or
+    /// an unknown id. Tests read the `Expiration` of the STS sessions it issued this way.
+    pub fn credential_expiration(&self, access_key_id: &str) -> Option<SystemTime> {
+        lock(&self.shared.state)
+            .credentials
+            .get(access_key_id)
+            .and_then(|c| c.expiration)
     }
 
     pub fn remove_credential(&self, access_key_id: &str) {

@@ -375,6 +375,10 @@ pub struct State {
     pub oidc_roles: Vec<crate::sts::OidcRole>,
     /// Roles STS `AssumeRole` may assume.
     pub ram_roles: BTreeSet<String>,
+    /// Role ARN -> the `ExternalId` its trust policy requires.
+    pub ram_role_external_ids: std::collections::BTreeMap<String, String>,
+    /// `MaxSessionDuration` of roles raised above the default 3600 seconds.
+    pub max_session_durations: std::collections::BTreeMap<String, u64>,
     /// Aliases per region (DOC-LIMITS default: 300).
     pub max_aliases: usize,
     /// How ListKeyVersions orders versions.
@@ -447,6 +451,8 @@ impl State {
             credentials: HashMap::new(),
             oidc_roles: Vec::new(),
             ram_roles: BTreeSet::new(),
+            ram_role_external_ids: Default::default(),
+            max_session_durations: Default::default(),
             max_aliases: 300,
             version_order: VersionOrder::default(),
             shuffle_seed: {

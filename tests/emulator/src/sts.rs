@@ -12,13 +12,20 @@
 //! provider that is not the role's 404 `EntityNotExist.OIDCProvider`; a token that is not
 //! the configured one 400 `InvalidParameter.OIDCToken`; a configured token past its expiry
 //! 400 `AuthenticationFail.OIDCToken.Expired`; bad `RoleSessionName`/`DurationSeconds` 400
-//! `InvalidParameter.<Name>`. No message ever echoes the token.
+//! `InvalidParameter.<Name>`. No message ever echoes the token. `DurationSeconds` (default
+//! 3600) must be from 900 to the role's `MaxSessionDuration`: 3600 as RAM creates roles,
+//! unless raised with [`crate::EmulatorConfig::max_session_duration`] (at most 43200); the
+//! credentials issued expire that many seconds after the server's "now".
 //!
 //! `AssumeRole` is signed: it goes through the same ACS3 verification as KMS (any AccessKey
 //! or STS credential the emulator knows may sign), or through the legacy V1 HMAC-SHA1 check
 //! the credential libraries' signature needs ([`crate::v1_verify`]),
 //! then [`signed_action`] runs it for the roles of [`crate::EmulatorConfig::ram_role`]. An
-//! unknown role is 404 `EntityNotExist.Role`.
+//! unknown role is 404 `EntityNotExist.Role`. A role whose trust policy requires an
+//! `ExternalId` ([`crate::EmulatorConfig::ram_role_with_external_id`]) refuses a request
+//! without exactly that value with 403 `NoPermission`. A `Policy` must be a JSON object with
+//! a `Version`, at most 2048 characters, else 400 `InvalidParameter.PolicyGrammar` (or
+//! `.PolicySize`).
 //!
 //! Not implemented: every other STS action (404 `InvalidAction.NotFound`).
 
@@ -99,7 +106,16 @@ pub fn signed_action(action: &str) -> Option<ActionFn> {
     }
 }
 
-fn session_and_duration(params: &BTreeMap<String, String>) -> Result<(String, u64), ApiError> {
+/// RAM's default `MaxSessionDuration` for a role.
+const DEFAULT_MAX_SESSION: u64 = 3600;
+
+/// `RoleSessionName`, and `DurationSeconds` checked against the `MaxSessionDuration` of
+/// `role_arn`.
+fn session_and_duration(
+    params: &BTreeMap<String, String>,
+    state: &crate::state::State,
+    role_arn: &str,
+) -> Result<(String, u64), ApiError> {
     let session = required(params, "RoleSessionName")?;
     if !(2..=64).contains(&session.len())
         || !session
@@ -111,16 +127,25 @@ fn session_and_duration(params: &BTreeMap<String, String>) -> Result<(String, u6
             "RoleSessionName must be 2 to 64 characters of [A-Za-z0-9.@_-].",
         ));
     }
+    let max = state
+        .max_session_durations
+        .get(role_arn)
+        .copied()
+        .unwrap_or(DEFAULT_MAX_SESSION)
+        .min(43200);
     let duration = match params.get("DurationSeconds") {
         None => 3600,
         Some(d) => d
             .parse::<u64>()
             .ok()
-            .filter(|d| (900..=43200).contains(d))
+            .filter(|d| (900..=max).contains(d))
             .ok_or_else(|| {
                 invalid(
                     "DurationSeconds",
-                    "DurationSeconds must be from 900 to the role's MaxSessionDuration.",
+                    &format!(
+                        "DurationSeconds must be from 900 to the role's MaxSessionDuration \
+                         ({max})."
+                    ),
                 )
             })?,
     };
@@ -129,13 +154,38 @@ fn session_and_duration(params: &BTreeMap<String, String>) -> Result<(String, u6
 
 fn assume_role(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let role_arn = required(ctx.params, "RoleArn")?.to_string();
-    let (session, duration) = session_and_duration(ctx.params)?;
+    let (session, duration) = session_and_duration(ctx.params, ctx.state, &role_arn)?;
     if !ctx.state.ram_roles.contains(&role_arn) {
         return Err(ApiError::service(
             404,
             "EntityNotExist.Role",
             "The specified Role not exists.",
         ));
+    }
+    if let Some(policy) = ctx.params.get("Policy") {
+        if policy.is_empty() || policy.len() > 2048 {
+            return Err(invalid(
+                "PolicySize",
+                "The policy must be 1 to 2048 characters.",
+            ));
+        }
+        let parsed: Option<Value> = serde_json::from_str(policy).ok();
+        if parsed.is_none_or(|p| p.get("Version").is_none()) {
+            return Err(invalid(
+                "PolicyGrammar",
+                "The policy is not a JSON policy document with a Version.",
+            ));
+        }
+    }
+    if let Some(required_id) = ctx.state.ram_role_external_ids.get(&role_arn) {
+        if ctx.params.get("ExternalId") != Some(required_id) {
+            return Err(ApiError::service(
+                403,
+                "NoPermission",
+                "You are not authorized to do this action: the role's trust policy requires \
+                 another ExternalId.",
+            ));
+        }
     }
     Ok(issue(ctx, &role_arn, &session, duration))
 }
@@ -187,7 +237,7 @@ fn assume_role_with_oidc(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let role_arn = required(ctx.params, "RoleArn")?;
     let provider_arn = required(ctx.params, "OIDCProviderArn")?;
     let token = required(ctx.params, "OIDCToken")?;
-    let (session, duration) = session_and_duration(ctx.params)?;
+    let (session, duration) = session_and_duration(ctx.params, ctx.state, role_arn)?;
     if !(4..=20000).contains(&token.len()) {
         return Err(invalid(
             "OIDCToken",

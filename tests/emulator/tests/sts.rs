@@ -155,6 +155,51 @@ fn refuses_wrong_roles_providers_tokens_and_expired_tokens() {
 }
 
 #[test]
+fn duration_seconds_is_bounded_by_the_role_and_sets_the_expiration() {
+    let (_emu, mut c) = start(
+        EmulatorConfig::default()
+            .oidc_role(ROLE, PROVIDER, TOKEN)
+            .oidc_role("acs:ram::1:role/long", PROVIDER, TOKEN)
+            .max_session_duration("acs:ram::1:role/long", 43200),
+    );
+    let with = |role: &'static str, d: &'static str| {
+        let mut p = good();
+        p.retain(|(n, _)| *n != "DurationSeconds" && *n != "RoleArn");
+        p.push(("RoleArn", role));
+        p.push(("DurationSeconds", d));
+        p
+    };
+    let expires_in = |r: &common::Resp| {
+        let at = r.json["Credentials"]["Expiration"].as_str().unwrap();
+        alibabakms_emulator::clock::parse_iso8601(at)
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap()
+            .as_secs()
+    };
+    // RAM's default MaxSessionDuration is 3600: 900 and 3600 pass, 3601 does not.
+    let r = oidc(&mut c, &with(ROLE, "900"));
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!((890..=900).contains(&expires_in(&r)), "{}", r.json);
+    for bad in ["899", "3601", "43200", "-1", "x"] {
+        let r = oidc(&mut c, &with(ROLE, bad));
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "InvalidParameter.DurationSeconds"),
+            "{bad}: {}",
+            r.json
+        );
+        assert!(r.json.to_string().contains("(3600)"), "{}", r.json);
+    }
+    // A role raised to 12 hours: up to 43200, and the credentials last that long.
+    let r = oidc(&mut c, &with("acs:ram::1:role/long", "43200"));
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!((43190..=43200).contains(&expires_in(&r)), "{}", r.json);
+    let r = oidc(&mut c, &with("acs:ram::1:role/long", "43201"));
+    assert_eq!(r.code(), "InvalidParameter.DurationSeconds", "{}", r.json);
+}
+
+#[test]
 fn other_sts_actions_are_not_found() {
     let (_emu, mut c) = start(EmulatorConfig::default());
     let headers = vec![
