@@ -9,6 +9,7 @@ mod egress;
 mod engine;
 mod policy;
 mod run;
+mod stdin;
 
 use std::io::Write;
 use std::process::ExitCode;

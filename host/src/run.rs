@@ -21,6 +21,7 @@ use wasmtime_wasi_io::IoView;
 use crate::egress::{Egress, EgressHooks};
 use crate::engine::engine_config;
 use crate::policy::SandboxPolicy;
+use crate::stdin::ReadAheadStdin;
 
 /// The guest compiled ahead of time by build.rs for this target's baseline CPU.
 static GUEST_CWASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/alibabakms-guest.cwasm"));
@@ -136,7 +137,7 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
     let mut wasi = WasiCtx::builder();
     wasi.args(args)
         .envs(&policy.env)
-        .inherit_stdin()
+        .stdin(ReadAheadStdin::new())
         .stdout(stdout)
         .inherit_stderr();
     // Only the credential files' own directories, read-only; no sockets (not even linked).
