@@ -85,6 +85,10 @@ pub struct RecordedRequest {
     pub server_canonical_request: Option<String>,
     /// The [`crate::Fault::kind`] of the injected fault that applied, if one did.
     pub fault: Option<String>,
+    /// When its headers arrived and when its answer was ready (before any injected latency
+    /// and after it): a benchmark counts sequential round trips from these intervals.
+    pub received_at: Instant,
+    pub answered_at: Instant,
 }
 
 impl RecordedRequest {
@@ -294,6 +298,8 @@ impl Exchange {
             request_id: self.request_id,
             server_canonical_request: canonical,
             fault: self.fault.map(str::to_string),
+            received_at: self.started,
+            answered_at: Instant::now(),
         });
     }
 }
