@@ -100,7 +100,8 @@ pub struct Egress {
     debug: bool,
     /// The proxy the environment names, if any.
     proxy: Arc<ProxyConfig>,
-    /// Built on the first request that passes the allow-list.
+    /// Built on the first request that passes the allow-list, or ahead of it by
+    /// [`Egress::prepare`].
     client: OnceLock<Result<HttpsClient, String>>,
     /// TCP connections opened so far (debug output and tests).
     connections: Arc<AtomicUsize>,
@@ -200,6 +201,17 @@ impl Egress {
             Some(Ok(response)) => response,
         };
         Ok(response.map(|body| TimeoutBody::new(body, timeouts.between_bytes).boxed_unsync()))
+    }
+
+    /// Builds the HTTPS client (trust store, TLS configuration) on a thread of its own, so
+    /// it is ready when the component's first request comes: loading the OS trust store
+    /// takes milliseconds, and the component takes as long to load. A request that comes
+    /// first waits for this build instead of starting another.
+    pub fn prepare(self: &Arc<Self>) {
+        let egress = self.clone();
+        std::thread::spawn(move || {
+            let _ = egress.client.get_or_init(|| egress.make_client());
+        });
     }
 
     fn client(&self) -> Result<&HttpsClient, HttpError> {

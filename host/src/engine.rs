@@ -17,5 +17,10 @@ pub fn engine_config() -> Config {
     // advancing the engine epoch; the compiled code carries the checks, so it must be
     // decided at build time.
     config.epoch_interruption(true);
+    // Start-up is paid on every cosign call, and loading the precompiled component is most
+    // of it; these tables only serve external profilers and debuggers and would make the
+    // artifact bigger and its loading slower (wasm backtraces do not need them).
+    config.native_unwind_info(false);
+    config.generate_address_map(false);
     config
 }

@@ -112,10 +112,20 @@ enum Ended {
 }
 
 async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOutputPipe) -> Ended {
+    let phases = Phases::new(policy.debug());
+    let request = args
+        .get(2)
+        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok());
+    let egress = Arc::new(Egress::new(policy.hosts.clone(), policy.debug()));
+    // Only calls that reach KMS pay for TLS, and they pay for it while the component loads.
+    if request.as_ref().is_some_and(reaches_network) {
+        egress.prepare();
+    }
     let engine = match Engine::new(&engine_config()) {
         Ok(engine) => engine,
         Err(e) => return Ended::Error(format!("cannot start the WebAssembly engine: {e}")),
     };
+    phases.mark("engine");
     // SAFETY: `Component::deserialize` runs the machine code it is given, so the bytes must
     // come from wasmtime's own `precompile_component`/`serialize`. GUEST_CWASM is exactly
     // that: build.rs produced it with this same wasmtime version and `engine_config()`, and
@@ -126,6 +136,7 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
         Ok(component) => component,
         Err(e) => return Ended::Error(format!("cannot load the embedded component: {e}")),
     };
+    phases.mark("component loaded");
     let pre = match linker(&engine)
         .and_then(|linker| linker.instantiate_pre(&component))
         .and_then(CommandPre::new)
@@ -133,6 +144,7 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
         Ok(pre) => pre,
         Err(e) => return Ended::Error(format!("cannot link the component: {}", chain(&e))),
     };
+    phases.mark("linked");
 
     let mut wasi = WasiCtx::builder();
     wasi.args(args)
@@ -162,7 +174,7 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
-        hooks: EgressHooks(Arc::new(Egress::new(policy.hosts.clone(), policy.debug()))),
+        hooks: EgressHooks(egress),
         limits: StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
             .trap_on_grow_failure(true)
@@ -172,12 +184,18 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
     store.limiter(|host| &mut host.limits);
     // The backstop: wasm code traps once the epoch passes it, and a guest waiting in a
     // host call (HTTP) is dropped when the same time has passed.
-    let limit = backstop(args, &policy.env);
+    let limit = backstop(request.as_ref(), &policy.env);
     let _ticker = arm_backstop(&mut store, limit);
 
+    phases.mark("sandbox set up");
     let running = async {
         match pre.instantiate_async(&mut store).await {
-            Ok(command) => command.wasi_cli_run().call_run(&mut store).await,
+            Ok(command) => {
+                phases.mark("instantiated");
+                let ran = command.wasi_cli_run().call_run(&mut store).await;
+                phases.mark("component returned");
+                ran
+            }
             Err(e) => Err(e),
         }
     };
@@ -205,9 +223,37 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
     }
 }
 
+/// With SIGSTORE_ALIBABAKMS_DEBUG: one stderr line per start-up phase, in milliseconds
+/// since the process started, so start-up cost is visible without a profiler.
+struct Phases(Option<std::time::Instant>);
+
+impl Phases {
+    fn new(debug: bool) -> Self {
+        Phases(debug.then(std::time::Instant::now))
+    }
+
+    fn mark(&self, phase: &str) {
+        if let Some(since) = self.0 {
+            eprintln!(
+                "sigstore-kms-alibabakms: {phase} at +{:.2} ms",
+                since.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+}
+
+/// Whether a cosign request will reach KMS: every method but the two answered from the
+/// plugin's own tables.
+fn reaches_network(request: &serde_json::Value) -> bool {
+    !matches!(
+        request.get("methodName").and_then(|m| m.as_str()),
+        None | Some("defaultAlgorithm" | "supportedAlgorithms")
+    )
+}
+
 /// How long the host lets the guest run: the guest's own bound (the earliest `ctxDeadline`
 /// in the request, else its time limit) plus [`BACKSTOP_MARGIN`].
-fn backstop(args: &[String], env: &[(String, String)]) -> Duration {
+fn backstop(request: Option<&serde_json::Value>, env: &[(String, String)]) -> Duration {
     fn deadlines(v: &serde_json::Value, out: &mut Vec<SystemTime>) {
         match v {
             serde_json::Value::Object(m) => {
@@ -223,11 +269,8 @@ fn backstop(args: &[String], env: &[(String, String)]) -> Duration {
         }
     }
     let mut found = Vec::new();
-    if let Some(request) = args
-        .get(2)
-        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
-    {
-        deadlines(&request, &mut found);
+    if let Some(request) = request {
+        deadlines(request, &mut found);
     }
     let limit = match found.into_iter().min() {
         Some(at) => at
@@ -509,14 +552,15 @@ mod tests {
     #[test]
     fn the_backstop_follows_the_guest_limit() {
         let none: Vec<(String, String)> = Vec::new();
-        let argv = |json: &str| vec!["p".to_string(), "v1".to_string(), json.to_string()];
+        let parsed = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
+        assert_eq!(backstop(None, &none), DEFAULT_LIMIT + BACKSTOP_MARGIN);
         assert_eq!(
-            backstop(&argv("{}"), &none),
+            backstop(Some(&parsed("{}")), &none),
             DEFAULT_LIMIT + BACKSTOP_MARGIN
         );
         let env = vec![(TIMEOUT_VAR.to_string(), "5".to_string())];
         assert_eq!(
-            backstop(&argv("{}"), &env),
+            backstop(Some(&parsed("{}")), &env),
             Duration::from_secs(5) + BACKSTOP_MARGIN
         );
         let soon = SystemTime::now() + Duration::from_secs(10);
@@ -527,11 +571,22 @@ mod tests {
             text(later),
             text(soon)
         );
-        let b = backstop(&argv(&json), &env);
+        let b = backstop(Some(&parsed(&json)), &env);
         assert!(
             b <= Duration::from_secs(10) + BACKSTOP_MARGIN && b >= Duration::from_secs(8),
             "{b:?}"
         );
+    }
+
+    #[test]
+    fn only_calls_that_reach_kms_prepare_tls() {
+        let method = |m: &str| serde_json::json!({ "methodName": m });
+        assert!(!reaches_network(&method("defaultAlgorithm")));
+        assert!(!reaches_network(&method("supportedAlgorithms")));
+        assert!(!reaches_network(&serde_json::json!({})));
+        for m in ["publicKey", "signMessage", "verifySignature", "createKey"] {
+            assert!(reaches_network(&method(m)), "{m}");
+        }
     }
 
     /// A guest that never yields is stopped by the epoch backstop, not waited for.

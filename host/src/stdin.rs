@@ -23,6 +23,9 @@ use wasmtime_wasi_io::streams::{InputStream, StreamError, StreamResult};
 pub const CHUNK: usize = 256 * 1024;
 /// Chunks read ahead of the guest.
 pub const DEPTH: usize = 4;
+/// stdin's pipe buffer while the message streams in (Linux's default unprivileged maximum).
+#[cfg(target_os = "linux")]
+const PIPE_SIZE: usize = 1 << 20;
 
 type Chunk = io::Result<Bytes>;
 
@@ -44,7 +47,7 @@ struct State {
 impl ReadAheadStdin {
     /// Reads the process's own stdin.
     pub fn new() -> Self {
-        Self::from_reader(Box::new(io::stdin()))
+        Self::from_reader(Box::new(ProcessStdin { widened: false }))
     }
 
     /// Reads `source` (tests give bytes or a failing reader).
@@ -117,31 +120,50 @@ impl State {
     }
 }
 
+/// The process's stdin, its pipe widened before the first read.
+struct ProcessStdin {
+    widened: bool,
+}
+
+impl Read for ProcessStdin {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.widened {
+            self.widened = true;
+            widen_pipe();
+        }
+        io::stdin().lock().read(buf)
+    }
+}
+
+/// Raises stdin's pipe buffer (64 KiB on Linux) so that the writer, cosign, blocks and wakes
+/// the reader less often. Best effort: when stdin is not a pipe, or the size is over the
+/// user's limit, nothing changes.
+#[cfg(target_os = "linux")]
+fn widen_pipe() {
+    // SAFETY: F_SETPIPE_SZ on fd 0 only resizes a pipe's buffer; on anything else it fails
+    // (EBADF, EINVAL, EPERM) without effect, and the result is deliberately ignored.
+    unsafe {
+        libc::fcntl(0, libc::F_SETPIPE_SZ, PIPE_SIZE as libc::c_int);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn widen_pipe() {}
+
 /// Fills chunks until end of input, an error, or the guest is gone.
 fn read_ahead(reader: &mut dyn Read, tx: &mpsc::Sender<Chunk>) {
     loop {
-        let mut chunk = vec![0u8; CHUNK];
-        let mut filled = 0;
         // A whole chunk per send: one hand-over and one guest read per CHUNK bytes, not per
-        // pipe buffer (64 KiB on Linux).
-        let mut failure = None;
-        while filled < CHUNK {
-            match reader.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        // pipe buffer. `read_to_end` fills the spare capacity without zeroing it first, and
+        // keeps what it read before an error.
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let failure = Read::take(&mut *reader, CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .err();
+        let filled = chunk.len();
         let end = filled < CHUNK;
-        if filled > 0 {
-            chunk.truncate(filled);
-            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
-                return; // the guest finished without reading the rest
-            }
+        if filled > 0 && tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+            return; // the guest finished without reading the rest
         }
         if let Some(e) = failure {
             let _ = tx.blocking_send(Err(e));
