@@ -230,7 +230,9 @@ mod tests {
     use super::*;
 
     fn drain(stdin: &mut ReadAheadStdin) -> StreamResult<Vec<u8>> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let mut out = Vec::new();
             loop {
@@ -272,7 +274,9 @@ mod tests {
             }
         }
         let mut stdin = ReadAheadStdin::from_reader(Box::new(Failing(1000)));
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let first = stdin.blocking_read(CHUNK).await.unwrap();
             assert_eq!(first.len(), 1000);
@@ -297,7 +301,10 @@ mod tests {
         let touched = Arc::new(Mutex::new(false));
         let stdin = ReadAheadStdin::from_reader(Box::new(Counting(touched.clone())));
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(!*touched.lock().unwrap(), "stdin was read before any guest read");
+        assert!(
+            !*touched.lock().unwrap(),
+            "stdin was read before any guest read"
+        );
         drop(stdin);
     }
 }

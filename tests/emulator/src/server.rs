@@ -85,6 +85,8 @@ pub struct RecordedRequest {
     pub server_canonical_request: Option<String>,
     /// The [`crate::Fault::kind`] of the injected fault that applied, if one did.
     pub fault: Option<String>,
+    /// When its connection was accepted (the client's first packet of it, before TLS).
+    pub connected_at: Instant,
     /// When its headers arrived and when its answer was ready (before any injected latency
     /// and after it): a benchmark counts sequential round trips from these intervals.
     pub received_at: Instant,
@@ -148,6 +150,7 @@ pub async fn serve(
             _ = &mut shutdown => return,
             accepted = listener.accept() => accepted,
         };
+        let connected_at = Instant::now();
         let Ok((tcp, _peer)) = accepted else {
             // Out of descriptors or similar: back off instead of spinning.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -180,7 +183,9 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 let reset = service_reset.clone();
-                async move { Ok::<_, Infallible>(handle(req, shared, conn_id, reset).await) }
+                async move {
+                    Ok::<_, Infallible>(handle(req, shared, (conn_id, connected_at), reset).await)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -232,6 +237,7 @@ impl Aborter {
 /// What one request is and what became of it, for the counters, the log and the record.
 struct Exchange {
     conn_id: u64,
+    connected_at: Instant,
     started: Instant,
     request_id: String,
     method: String,
@@ -298,6 +304,7 @@ impl Exchange {
             request_id: self.request_id,
             server_canonical_request: canonical,
             fault: self.fault.map(str::to_string),
+            connected_at: self.connected_at,
             received_at: self.started,
             answered_at: Instant::now(),
         });
@@ -313,7 +320,7 @@ struct Admitted {
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
-    conn_id: u64,
+    (conn_id, connected_at): (u64, Instant),
     reset: Arc<Notify>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
@@ -360,6 +367,7 @@ async fn handle(
 
     let mut ex = Exchange {
         conn_id,
+        connected_at,
         started,
         request_id,
         method,
