@@ -362,7 +362,10 @@ async fn handle(
     };
     let latency = *lock(&shared.latency);
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        // tokio's timer ticks in whole milliseconds and rounds every sleep up; a plain sleep
+        // on the blocking pool adds what was asked within tens of microseconds, so a
+        // benchmark's round trips cost exactly the latency it set.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(latency)).await;
     }
 
     let mut ex = Exchange {
