@@ -3,11 +3,16 @@
 //! 1. Runs a nested `cargo build --release --locked -p alibabakms-guest --target wasm32-wasip2`
 //!    in its own target directory under `OUT_DIR` (sharing the outer target directory would
 //!    deadlock on cargo's build lock), with the outer build's host-only environment removed.
-//!    `ALIBABAKMS_GUEST_WASM=/path/to/guest.wasm` skips this step and uses a prebuilt component.
+//!    It builds the guest twice: the portable component (plain WASI 0.2, for any host), and the
+//!    binary's own copy with the wide-arithmetic proposal (a 64×64→128-bit multiply, which
+//!    makes the P-256 and RSA checks about ten times faster than 128-bit products emulated in
+//!    32-bit wasm). The logic is the same source; only the instructions differ.
+//!    `ALIBABAKMS_GUEST_WASM=/path/to/guest.wasm` skips this step and uses a prebuilt component
+//!    for both.
 //! 2. Copies the portable component to `$OUT_DIR/alibabakms-guest.wasm`.
-//! 3. Precompiles it with [`engine::engine_config`] (the run-time settings) for the baseline
-//!    CPU of the target triple, so the artifact loads on any CPU of that architecture, and
-//!    writes `$OUT_DIR/alibabakms-guest.cwasm`.
+//! 3. Precompiles the binary's copy with [`engine::engine_config`] (the run-time settings) for
+//!    the baseline CPU of the target triple, so the artifact loads on any CPU of that
+//!    architecture, and writes `$OUT_DIR/alibabakms-guest.cwasm`.
 //!
 //! The binary embeds both files; at run time it only deserializes the `.cwasm`.
 
@@ -25,6 +30,8 @@ const GUEST_ARTIFACT: &str = "alibabakms_guest.wasm";
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Escape hatch for CI and packagers: a component built elsewhere.
 const PREBUILT_ENV: &str = "ALIBABAKMS_GUEST_WASM";
+/// The binary's own copy may use this proposal; `engine_config` enables it at run time.
+const NATIVE_COPY_RUSTFLAGS: &str = "-Ctarget-feature=+wide-arithmetic";
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -50,24 +57,36 @@ fn main() -> Result<(), BoxError> {
     }
     println!("cargo:rerun-if-env-changed={PREBUILT_ENV}");
 
-    let wasm_path = match env::var_os(PREBUILT_ENV) {
+    let (portable_path, native_path) = match env::var_os(PREBUILT_ENV) {
         Some(prebuilt) => {
             let prebuilt = PathBuf::from(prebuilt);
             println!("cargo:rerun-if-changed={}", prebuilt.display());
-            prebuilt
+            (prebuilt.clone(), prebuilt)
         }
-        None => build_guest(&workspace, &out_dir.join("guest-target"))?,
+        None => (
+            build_guest(&workspace, &out_dir.join("guest-target"), None)?,
+            build_guest(
+                &workspace,
+                &out_dir.join("guest-target-wide"),
+                Some(NATIVE_COPY_RUSTFLAGS),
+            )?,
+        ),
     };
-    let wasm = fs::read(&wasm_path).map_err(|e| format!("reading {}: {e}", wasm_path.display()))?;
-    fs::write(out_dir.join("alibabakms-guest.wasm"), &wasm)?;
+    let read = |path: &Path| fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
+    fs::write(out_dir.join("alibabakms-guest.wasm"), read(&portable_path)?)?;
 
-    let cwasm = precompile(&wasm)?;
+    let cwasm = precompile(&read(&native_path)?)?;
     fs::write(out_dir.join("alibabakms-guest.cwasm"), cwasm)?;
     Ok(())
 }
 
-/// Builds the guest with a nested cargo and returns the path of the component.
-fn build_guest(workspace: &Path, target_dir: &Path) -> Result<PathBuf, BoxError> {
+/// Builds the guest with a nested cargo (with `rustflags`, if any) and returns the path of
+/// the component.
+fn build_guest(
+    workspace: &Path,
+    target_dir: &Path,
+    rustflags: Option<&str>,
+) -> Result<PathBuf, BoxError> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
@@ -94,6 +113,9 @@ fn build_guest(workspace: &Path, target_dir: &Path) -> Result<PathBuf, BoxError>
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         // The build script's stdout is cargo's instruction channel; keep the child off it.
         .stdout(Stdio::from(std::io::stderr()));
+    if let Some(flags) = rustflags {
+        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags);
+    }
     // cargo-llvm-cov instruments everything it sees; the guest must stay a plain build.
     for (key, _) in env::vars_os() {
         if key.to_string_lossy().starts_with("CARGO_LLVM_COV") {

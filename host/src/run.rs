@@ -121,6 +121,7 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
     if request.as_ref().is_some_and(reaches_network) {
         egress.prepare();
     }
+    phases.mark("egress");
     let engine = match Engine::new(&engine_config()) {
         Ok(engine) => engine,
         Err(e) => return Ended::Error(format!("cannot start the WebAssembly engine: {e}")),
