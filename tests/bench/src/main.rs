@@ -191,8 +191,6 @@ fn cold_calls(emu: &Emulator, plugin: &plugin::Plugin, args: &Args, message: &[u
             let mut rss = Vec::new();
             // One warm-up run fills the page cache; it is not counted.
             for run in 0..=args.runs {
-                // cosign's calls are apart; give the previous process's exit time to settle.
-                std::thread::sleep(Duration::from_millis(20));
                 emu.reset_stats();
                 emu.clear_requests();
                 let out = plugin.run(method, message, Some(sig));
