@@ -228,9 +228,12 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
 /// since the process started, so start-up cost is visible without a profiler.
 struct Phases(Option<std::time::Instant>);
 
+/// When `main` started, for [`Phases`].
+pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 impl Phases {
     fn new(debug: bool) -> Self {
-        Phases(debug.then(std::time::Instant::now))
+        Phases(debug.then(|| *STARTED.get_or_init(std::time::Instant::now)))
     }
 
     fn mark(&self, phase: &str) {
