@@ -57,10 +57,28 @@ fn each_request_and_credential_source_gets_one_line() {
         run.stderr
     );
     assert_redacted(&run.stderr);
+    // The host's start-up phases, in order, each with its time since main started.
+    let phases = [
+        "component loaded",
+        "linked",
+        "instantiated",
+        "component returned",
+    ];
+    let at = |phase: &str| {
+        run.stderr
+            .find(&format!("sigstore-kms-alibabakms: {phase} at +"))
+            .unwrap_or_else(|| panic!("no {phase:?} line:\n{}", run.stderr))
+    };
+    assert!(
+        phases.windows(2).all(|w| at(w[0]) < at(w[1])),
+        "{}",
+        run.stderr
+    );
 
     // Quiet unless asked.
     let quiet = sign_message(&env_for(&emu), &key, b"m");
     assert!(!quiet.stderr.contains(" -> "), "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains(" at +"), "{}", quiet.stderr);
 }
 
 #[test]
