@@ -7,6 +7,7 @@
 
 mod egress;
 mod engine;
+mod guest;
 mod policy;
 mod run;
 mod stdin;
@@ -104,7 +105,7 @@ fn write_wasm(path: Option<&str>) -> ExitCode {
         eprintln!("{PROGRAM}: usage: {PROGRAM} --write-wasm PATH");
         return ExitCode::FAILURE;
     };
-    match std::fs::write(path, run::GUEST_WASM) {
+    match std::fs::write(path, guest::GUEST_WASM) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{PROGRAM}: writing {path}: {e}");

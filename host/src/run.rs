@@ -1,8 +1,8 @@
 //! One invocation of the component: load it, sandbox it, run `wasi:cli/run`, and turn
 //! whatever happened into exactly one JSON object for cosign's stdout.
 //!
-//! The component is compiled at build time; here it is only deserialized (about a
-//! millisecond), linked against the WASI interfaces the sandbox grants, and run with the real
+//! The component is compiled at build time and loaded in place (guest.rs, half a
+//! millisecond); here it is linked against the WASI interfaces the sandbox grants, and run with the real
 //! argv, the real stdin streamed through, stderr inherited, and stdout captured so that a
 //! trap halfway through an answer can still be reported as a clean `errorMessage`.
 
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -19,15 +19,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_io::IoView;
 
 use crate::egress::{Egress, EgressHooks};
-use crate::engine::engine_config;
+use crate::guest;
 use crate::policy::SandboxPolicy;
 use crate::stdin::ReadAheadStdin;
-
-/// The guest compiled ahead of time by build.rs for this target's baseline CPU.
-static GUEST_CWASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/alibabakms-guest.cwasm"));
-
-/// The portable component (any WASI 0.2 host with `wasi:http` can run it).
-pub static GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/alibabakms-guest.wasm"));
 
 /// A PluginResp is a few KiB at most; more is a guest bug, not an answer.
 const STDOUT_LIMIT: usize = 1 << 20;
@@ -122,20 +116,9 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
         egress.prepare();
     }
     phases.mark("egress");
-    let engine = match Engine::new(&engine_config()) {
-        Ok(engine) => engine,
-        Err(e) => return Ended::Error(format!("cannot start the WebAssembly engine: {e}")),
-    };
-    phases.mark("engine");
-    // SAFETY: `Component::deserialize` runs the machine code it is given, so the bytes must
-    // come from wasmtime's own `precompile_component`/`serialize`. GUEST_CWASM is exactly
-    // that: build.rs produced it with this same wasmtime version and `engine_config()`, and
-    // it is compiled into this binary, so nobody can swap it after the build. A mismatch
-    // (another wasmtime version, config or CPU) is detected from the artifact's header and
-    // reported as an error, not executed.
-    let component = match unsafe { Component::deserialize(&engine, GUEST_CWASM) } {
-        Ok(component) => component,
-        Err(e) => return Ended::Error(format!("cannot load the embedded component: {e}")),
+    let (engine, component) = match guest::load() {
+        Ok(loaded) => loaded,
+        Err(e) => return Ended::Error(e),
     };
     phases.mark("component loaded");
     let pre = match linker(&engine)
@@ -146,40 +129,9 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
         Err(e) => return Ended::Error(format!("cannot link the component: {}", chain(&e))),
     };
     phases.mark("linked");
-
-    let mut wasi = WasiCtx::builder();
-    wasi.args(args)
-        .envs(&policy.env)
-        .stdin(ReadAheadStdin::new())
-        .stdout(stdout)
-        .inherit_stderr();
-    // Only the credential files' own directories, read-only; no sockets (not even linked).
-    for file in &policy.files {
-        if let Err(e) = wasi.preopened_dir(&file.host_dir, file.guest_dir, FsPerms::ReadOnly) {
-            return Ended::Error(format!(
-                "cannot share {} with the plugin component: {e}",
-                file.host_dir.display()
-            ));
-        }
-    }
-    // The directories of token files named inside the Aliyun CLI config, at their own path.
-    for dir in &policy.dirs {
-        if let Err(e) = wasi.preopened_dir(&dir.host_dir, &dir.guest_dir, FsPerms::ReadOnly) {
-            return Ended::Error(format!(
-                "cannot share {} with the plugin component: {e}",
-                dir.host_dir.display()
-            ));
-        }
-    }
-    let host = Host {
-        wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        table: ResourceTable::new(),
-        hooks: EgressHooks(egress),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(MEMORY_LIMIT)
-            .trap_on_grow_failure(true)
-            .build(),
+    let host = match sandbox(args, policy, stdout, egress) {
+        Ok(host) => host,
+        Err(e) => return e,
     };
     let mut store = Store::new(&engine, host);
     store.limiter(|host| &mut host.limits);
@@ -222,6 +174,49 @@ async fn run_component(args: &[String], policy: &SandboxPolicy, stdout: MemoryOu
             None => Ended::Error(format!("the plugin component failed: {}", chain(&e))),
         },
     }
+}
+
+/// The store's data for one run: the WASI context `policy` allows, with the real argv and
+/// stdin, stdout captured into `stdout`, and HTTP through `egress`.
+fn sandbox(
+    args: &[String],
+    policy: &SandboxPolicy,
+    stdout: MemoryOutputPipe,
+    egress: Arc<Egress>,
+) -> Result<Host, Ended> {
+    let mut wasi = WasiCtx::builder();
+    wasi.args(args)
+        .envs(&policy.env)
+        .stdin(ReadAheadStdin::new())
+        .stdout(stdout)
+        .inherit_stderr();
+    // Only the credential files' own directories, read-only; no sockets (not even linked).
+    // Then the directories of token files named inside the Aliyun CLI config, at their own path.
+    let shared = policy.files.iter().map(|f| (&f.host_dir, f.guest_dir));
+    let shared = shared.chain(
+        policy
+            .dirs
+            .iter()
+            .map(|d| (&d.host_dir, d.guest_dir.as_str())),
+    );
+    for (host_dir, guest_dir) in shared {
+        if let Err(e) = wasi.preopened_dir(host_dir, guest_dir, FsPerms::ReadOnly) {
+            return Err(Ended::Error(format!(
+                "cannot share {} with the plugin component: {e}",
+                host_dir.display()
+            )));
+        }
+    }
+    Ok(Host {
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        hooks: EgressHooks(egress),
+        limits: StoreLimitsBuilder::new()
+            .memory_size(MEMORY_LIMIT)
+            .trap_on_grow_failure(true)
+            .build(),
+    })
 }
 
 /// With SIGSTORE_ALIBABAKMS_DEBUG: one stderr line per start-up phase, in milliseconds
@@ -423,12 +418,41 @@ fn chain(err: &wasmtime::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::engine_config;
+    use wasmtime::component::Component;
+
+    /// Tests and embedders run the component more than once per process, at the same time:
+    /// each run gets its own store and sandbox over the one loaded component.
+    #[tokio::test(flavor = "current_thread")]
+    async fn runs_at_the_same_time_each_answer() {
+        let policy = SandboxPolicy::from_lookup(|_| None).unwrap();
+        let call = |method: &str| {
+            let request = format!(
+                r#"{{"initOptions":{{"protocolVersion":"v1","keyResourceID":"kms.cn-hangzhou.aliyuncs.com//alias/k","hashFunc":5}},"methodName":"{method}","{method}":{{}}}}"#
+            );
+            [
+                "sigstore-kms-alibabakms".to_string(),
+                "v1".to_string(),
+                request,
+            ]
+        };
+        let (default, supported) = (call("defaultAlgorithm"), call("supportedAlgorithms"));
+        let (default, supported) = tokio::join!(run(&default, &policy), run(&supported, &policy));
+        assert_eq!(
+            String::from_utf8(default.stdout).unwrap().trim(),
+            r#"{"defaultAlgorithm":{"defaultAlgorithm":"EC_P256"}}"#
+        );
+        assert!(
+            String::from_utf8(supported.stdout)
+                .unwrap()
+                .contains("EC_P256"),
+            "supportedAlgorithms"
+        );
+    }
 
     #[test]
     fn the_embedded_component_links_in_the_sandbox() {
-        let engine = Engine::new(&engine_config()).unwrap();
-        // SAFETY: as in `run_component`.
-        let component = unsafe { Component::deserialize(&engine, GUEST_CWASM) }.unwrap();
+        let (engine, component) = guest::load().unwrap();
         let imports: Vec<String> = component
             .component_type()
             .imports(&engine)
