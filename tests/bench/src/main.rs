@@ -168,6 +168,7 @@ fn cold_calls(emu: &Emulator, plugin: &plugin::Plugin, args: &Args, message: &[u
         Method::SignMessage,
         Method::VerifySignature,
         Method::CreateKeyExisting,
+        Method::CreateKeyNew,
     ];
     for rtt_ms in [0, args.rtt_ms] {
         let rtt = Duration::from_millis(rtt_ms);

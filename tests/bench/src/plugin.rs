@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,8 @@ pub enum Method {
     VerifySignature,
     /// createKey on an alias that exists: cosign's generate-key-pair run a second time.
     CreateKeyExisting,
+    /// createKey on an alias that does not exist yet (a fresh alias every call): a new key.
+    CreateKeyNew,
 }
 
 impl Method {
@@ -64,6 +67,7 @@ impl Method {
             Method::SignMessage => "signMessage",
             Method::VerifySignature => "verifySignature",
             Method::CreateKeyExisting => "createKey (existing alias)",
+            Method::CreateKeyNew => "createKey (new alias)",
         }
     }
 
@@ -130,12 +134,22 @@ impl Plugin {
                     json!({"signature": sig, "verifyOptions": message_options}),
                 )
             }
-            Method::CreateKeyExisting => ("createKey", json!({"algorithm": "EC_P256"})),
+            Method::CreateKeyExisting | Method::CreateKeyNew => {
+                ("createKey", json!({"algorithm": "EC_P256"}))
+            }
+        };
+        let key_ref = match method {
+            Method::CreateKeyNew => {
+                static NEW_ALIASES: AtomicU32 = AtomicU32::new(0);
+                let n = NEW_ALIASES.fetch_add(1, Ordering::Relaxed);
+                format!("{}-new-{}-{n}", self.key_ref, std::process::id())
+            }
+            _ => self.key_ref.clone(),
         };
         let mut request = json!({
             "initOptions": {
                 "protocolVersion": "v1",
-                "keyResourceID": self.key_ref,
+                "keyResourceID": key_ref,
                 "hashFunc": 5,
                 "rpcOptions": rpc,
             },
