@@ -161,10 +161,16 @@ impl<'a> Signer<'a> {
             .call(kms::create_key(spec, s.key.instance_id.as_deref()))
             .map_err(|e| s.advise(e))?;
         let key_id = created.key_metadata.key_id;
-        if let Err(e) = s
-            .client
-            .call::<serde_json::Value>(kms::create_alias(&alias, &key_id))
-        {
+        let version = created.key_metadata.primary_key_version;
+        // Naming the key and reading its public key do not depend on each other: when KMS
+        // said which version is primary, both go out in one round trip.
+        let mut calls = vec![kms::create_alias(&alias, &key_id)];
+        if !version.is_empty() {
+            calls.push(kms::get_public_key(&key_id, &version));
+        }
+        let mut answers = s.client.call_all(&calls);
+        let public = (answers.len() == 2).then(|| answers.pop().expect("two answers"));
+        if let Err(e) = answers.pop().expect("one answer per call") {
             // Never leave an orphan key behind: whatever went wrong, schedule ours for deletion.
             s.discard(&key_id);
             if e.code() == Some("AliasAlreadyExists") {
@@ -177,11 +183,13 @@ impl<'a> Signer<'a> {
             }
             return Err(s.advise(e));
         }
-        let version = match created.key_metadata.primary_key_version {
-            v if !v.is_empty() => v,
-            _ => s.newest_version(&key_id, None)?,
-        };
-        s.public_key_of(&key_id, &version)
+        match public {
+            Some(answer) => s.public_key_from(&key_id, &version, answer),
+            None => {
+                let version = s.newest_version(&key_id, None)?;
+                s.public_key_of(&key_id, &version)
+            }
+        }
     }
 
     pub fn public_key(&self, key_ref: &str, opts: &Options) -> Result<PublicKey, SignerError> {
@@ -428,9 +436,21 @@ impl Session<'_> {
     }
 
     fn public_key_of(&self, key_id: &str, version: &str) -> Result<PublicKey, SignerError> {
-        let answer: kms::PublicKeyResponse = self
+        let mut answer = self
             .client
-            .call(kms::get_public_key(key_id, version))
+            .call_all(&[kms::get_public_key(key_id, version)]);
+        self.public_key_from(key_id, version, answer.pop().expect("one answer"))
+    }
+
+    /// The public key in KMS's answer to GetPublicKey for `key_id` `version`.
+    fn public_key_from(
+        &self,
+        key_id: &str,
+        version: &str,
+        answer: Result<serde_json::Value, kms::Error>,
+    ) -> Result<PublicKey, SignerError> {
+        let answer: kms::PublicKeyResponse = answer
+            .and_then(|v| kms::parse("GetPublicKey", v))
             .map_err(|e| self.advise(e))?;
         PublicKey::from_pem(&answer.public_key).map_err(|why| {
             SignerError::InvalidInput(format!("key {key_id} version {version}: {why}"))
@@ -874,10 +894,40 @@ mod tests {
             t.actions(),
             ["DescribeKey", "CreateKey", "CreateAlias", "GetPublicKey"]
         );
+        // The alias and the public key of the primary version go out together.
+        assert_eq!(*t.round_trips.borrow(), 3);
         assert_eq!(aliases.borrow()["alias/cosign"], "key-new");
         let again = s.create_key(REF, "EC_P256").unwrap();
         assert_eq!(first.to_pem(), again.to_pem());
         assert_eq!(t.actions().len(), 7, "{:?}", t.actions());
+    }
+
+    #[test]
+    fn a_new_key_without_a_primary_version_has_its_versions_listed() {
+        // Whether CreateKey names the primary version of an asymmetric key is undocumented.
+        let aliases = Rc::new(RefCell::new(HashMap::new()));
+        let kms = fake_kms(aliases.clone());
+        let t = MockTransport::new(move |r| match action(r).as_str() {
+            "CreateKey" => json(200, j!({"KeyMetadata": {"KeyId": "key-new"}})),
+            _ => kms.send(r.clone()),
+        });
+        let created = Signer::new(&t, &env).create_key(REF, "EC_P256").unwrap();
+        assert_eq!(
+            t.actions(),
+            [
+                "DescribeKey",
+                "CreateKey",
+                "CreateAlias",
+                "ListKeyVersions",
+                "GetPublicKey"
+            ]
+        );
+        assert_eq!(params(&t.sent.borrow()[4])["KeyVersionId"], "v-new");
+        assert_eq!(aliases.borrow()["alias/cosign"], "key-new");
+        let again = Signer::new(&t, &env)
+            .public_key(REF, &Options::default())
+            .unwrap();
+        assert_eq!(created.to_pem(), again.to_pem());
     }
 
     #[test]

@@ -313,3 +313,43 @@ fn concurrent_generate_key_pair_yields_one_key_and_no_orphans() {
         "each deletion is reported on stderr"
     );
 }
+
+/// When the new key cannot be given its alias (here: no permission to CreateAlias), createKey
+/// fails saying why, and the key it created is scheduled for deletion, not left orphaned;
+/// its public key, fetched in the same round trip, is not returned.
+#[test]
+fn a_key_that_cannot_be_named_is_scheduled_for_deletion() {
+    use alibabakms_emulator::{ApiError, Fault};
+    let emu = emulator();
+    let env = env_for(&emu);
+    let denied = "User not authorized to operate on the specified resource.";
+    emu.inject(
+        "CreateAlias",
+        Fault::Error(ApiError::service(403, "Forbidden.NoPermission", denied)),
+        1,
+    );
+    let run = create_key(
+        &env,
+        &format!("{}//alias/unnamed", emu.endpoint()),
+        "EC_P256",
+    );
+    assert!(
+        run.err().contains("Forbidden.NoPermission"),
+        "{}",
+        run.err()
+    );
+    assert!(
+        run.stderr.contains("scheduled for deletion"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(emu.alias_target("alias/unnamed"), None);
+    let sent = emu.requests();
+    let named = sent.iter().find(|r| r.action == "CreateAlias").unwrap();
+    let deleted = sent
+        .iter()
+        .find(|r| r.action == "ScheduleKeyDeletion")
+        .expect("ScheduleKeyDeletion was sent");
+    assert_eq!(deleted.status, 200);
+    assert_eq!(deleted.params["KeyId"], named.params["KeyId"]);
+}
