@@ -14,7 +14,7 @@
 //!    the baseline CPU of the target triple, so the artifact loads on any CPU of that
 //!    architecture, and writes `$OUT_DIR/alibabakms-guest.cwasm`.
 //!
-//! The binary embeds both files; at run time it only deserializes the `.cwasm`.
+//! The binary embeds both files; at run time it only loads the `.cwasm`, in place (src/guest.rs).
 
 #[path = "src/engine.rs"]
 mod engine;

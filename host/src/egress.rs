@@ -9,8 +9,9 @@
 //! are never followed (hyper's client does not), so the guest must re-issue every hop and
 //! the allow-list sees each of them.
 //!
-//! The client is built on the first request: loading the trust store costs several
-//! milliseconds, which methods that never touch the network should not pay.
+//! The client is built on the first request (or ahead of it, see [`Egress::prepare`]):
+//! methods that never touch the network should not pay for TLS. The trust store is read
+//! no further than a server needs ([`trust`]).
 //!
 //! A proxy named by `HTTPS_PROXY` & co. (see [`proxy`]) is only a transport hop: the
 //! allow-list is checked against the destination first, the connector then opens an HTTP
@@ -35,6 +36,7 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+#[cfg(test)]
 use rustls::RootCertStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,6 +47,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use crate::policy::AllowedHosts;
 
 pub mod proxy;
+pub mod trust;
 use proxy::{Proxy, ProxyConfig};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -84,8 +87,8 @@ impl Timeouts {
 /// Where trust in server certificates comes from.
 #[derive(Clone)]
 enum TrustRoots {
-    /// The OS store, as `rustls-native-certs` finds it (it honours `SSL_CERT_FILE` and
-    /// `SSL_CERT_DIR`, and then loads only those).
+    /// The OS store, where OpenSSL would find it (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+    /// when set), read no more than needed: see [`trust`].
     Native,
     /// Exactly these roots (tests).
     #[cfg(test)]
@@ -204,8 +207,8 @@ impl Egress {
     }
 
     /// Builds the HTTPS client (trust store, TLS configuration) on a thread of its own, so
-    /// it is ready when the component's first request comes: loading the OS trust store
-    /// takes milliseconds, and the component takes as long to load. A request that comes
+    /// it is ready when the component's first request comes: reading the OS trust store's
+    /// bundle takes about a millisecond, as long as loading the component. A request that comes
     /// first waits for this build instead of starting another.
     pub fn prepare(self: &Arc<Self>) {
         let egress = self.clone();
@@ -227,17 +230,24 @@ impl Egress {
             log(format_args!("{why}"));
             return Err(why.clone());
         }
-        let roots = match &self.roots {
-            TrustRoots::Native => Arc::new(native_roots()),
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+        let tls = match &self.roots {
+            // Full webpki verification, with roots read as needed (the API calls any
+            // verifier but rustls's own "dangerous").
+            TrustRoots::Native => {
+                tls.dangerous()
+                    .with_custom_certificate_verifier(Arc::new(trust::OsRoots::new(
+                        trust::RootLocations::from_env(),
+                        &provider,
+                        self.debug,
+                    )))
+            }
             #[cfg(test)]
-            TrustRoots::Custom(roots) => roots.clone(),
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_root_certificates(roots)
+            TrustRoots::Custom(roots) => tls.with_root_certificates(roots.clone()),
+        }
         .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -258,22 +268,6 @@ impl Egress {
             .pool_max_idle_per_host(4)
             .build(connector))
     }
-}
-
-/// Loads the OS trust store; says so on stderr when nothing could be loaded.
-fn native_roots() -> RootCertStore {
-    let found = rustls_native_certs::load_native_certs();
-    let mut roots = RootCertStore::empty();
-    let (added, _unparsable) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        let why: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
-        log(format_args!(
-            "warning: no trusted root certificates found (set SSL_CERT_FILE or SSL_CERT_DIR){}{}",
-            if why.is_empty() { "" } else { ": " },
-            why.join("; ")
-        ));
-    }
-    roots
 }
 
 /// The hook object wasi-http calls; one per invocation, sharing one [`Egress`].

@@ -85,18 +85,23 @@ fn print_sandbox() -> ExitCode {
     }
 }
 
-/// Where server certificates are checked against, as rustls-native-certs will look.
+/// Where server certificates are checked against, as egress/trust.rs will look.
 fn trust_roots() -> String {
-    let set: Vec<String> = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+    let paths = |locations: &egress::trust::RootLocations| {
+        let file = locations.file.iter().map(|f| f.display().to_string());
+        let dirs = locations
+            .dirs
+            .iter()
+            .map(|d| format!("{} (when needed)", d.display()));
+        file.chain(dirs).collect::<Vec<_>>().join(", ")
+    };
+    let set = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
         .iter()
-        .filter_map(|name| {
-            std::env::var_os(name).map(|v| format!("{name}={}", v.to_string_lossy()))
-        })
-        .collect();
-    if set.is_empty() {
-        "the operating system's store".to_string()
-    } else {
-        set.join(", ")
+        .any(|v| std::env::var_os(v).is_some());
+    match egress::trust::RootLocations::from_env() {
+        Some(found) if set => paths(&found),
+        Some(found) => format!("the operating system's store: {}", paths(&found)),
+        None => "the operating system's store".to_string(),
     }
 }
 

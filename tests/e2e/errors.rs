@@ -74,6 +74,52 @@ fn an_untrusted_certificate_says_how_to_trust_it() {
     assert_eq!(emu.stats().total_requests, 0);
 }
 
+/// The trust store is read as OpenSSL reads it: the bundle file (SSL_CERT_FILE) first, and
+/// the certificate directory (SSL_CERT_DIR) only for an issuer the bundle lacks. A CA added
+/// to the directory alone is trusted; a server the bundle trusts never costs the directory.
+#[test]
+fn a_ca_in_the_certificate_directory_alone_is_trusted() {
+    let emu = emulator();
+    let other =
+        alibabakms_emulator::Emulator::start(alibabakms_emulator::EmulatorConfig::default())
+            .unwrap();
+    let dir = crate::credentials_remote::temp_dir();
+    std::fs::copy(emu.ca_pem_path(), dir.join("kms-ca.pem")).unwrap();
+    let key = format!("{}//alias/trusted", emu.endpoint());
+    create_key(&env_for(&emu), &key, "EC_P256").ok("createKey");
+    let with = |bundle: &std::path::Path| {
+        let mut env = env_for(&emu);
+        env.retain(|(k, _)| k != "SSL_CERT_FILE");
+        env.push(("SSL_CERT_FILE".into(), bundle.display().to_string()));
+        env.push(("SSL_CERT_DIR".into(), dir.display().to_string()));
+        env.push(("SIGSTORE_ALIBABAKMS_DEBUG".into(), "1".into()));
+        env
+    };
+
+    // The bundle trusts another CA only: the directory is read, and its CA trusted.
+    let run = public_key(&with(other.ca_pem_path()), &key);
+    run.ok("publicKey");
+    assert!(
+        run.stderr.contains("reading the certificate directories"),
+        "{}",
+        run.stderr
+    );
+    // The bundle has the CA: the directory is never read.
+    let run = public_key(&with(emu.ca_pem_path()), &key);
+    run.ok("publicKey");
+    assert!(
+        run.stderr.contains("trust store: 1 root certificates from"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("root certificates in all"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn missing_credentials_list_the_sources_and_send_nothing() {
     let emu = emulator();
