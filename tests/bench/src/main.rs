@@ -104,10 +104,6 @@ fn main() {
             DEFAULT_ACCESS_KEY_SECRET.to_string(),
         ),
         (
-            "SSL_CERT_FILE".to_string(),
-            emu.ca_pem_path().display().to_string(),
-        ),
-        (
             "SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS".to_string(),
             emu.endpoint(),
         ),
@@ -116,6 +112,9 @@ fn main() {
             "true".to_string(),
         ),
     ];
+    let trust = Trust::as_installed(&emu);
+    let mut env = env;
+    env.extend(trust.env.iter().cloned());
     let plugin = plugin::Plugin {
         bin: args.bin.clone(),
         env: env.clone(),
@@ -130,6 +129,7 @@ fn main() {
         args.bin.display(),
         args.runs
     );
+    println!("trust store: {}", trust.description);
 
     // A signature for verifySignature, and a check that the binary works at all.
     let message = b"bench message".to_vec();
@@ -141,7 +141,63 @@ fn main() {
     cold_calls(&emu, &plugin, &args, &message, &signature);
     sizes(&args);
     let hosted_big = big_message(&emu, &plugin, &args);
-    native_vs_hosted(&emu, &plugin, &args, &env, &message, &signature, hosted_big);
+    native_vs_hosted(
+        &trust, &plugin, &args, &env, &message, &signature, hosted_big,
+    );
+    let _ = std::fs::remove_file(&trust.bundle);
+}
+
+/// The trust store as a default install has it, so that each call pays what it pays on a
+/// user's machine: the OS bundle file with the emulator's CA appended, as SSL_CERT_FILE,
+/// and the OS certificate directories as SSL_CERT_DIR (the plugin reads those only for a
+/// server the bundle does not trust).
+struct Trust {
+    bundle: PathBuf,
+    env: Vec<(String, String)>,
+    description: String,
+}
+
+impl Trust {
+    fn as_installed(emu: &Emulator) -> Trust {
+        let os = openssl_probe::probe();
+        let mut pem = os
+            .cert_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .unwrap_or_default();
+        let os_roots = pem.matches("-----BEGIN CERTIFICATE-----").count();
+        pem.push('\n');
+        pem.push_str(emu.ca_pem());
+        let bundle =
+            std::env::temp_dir().join(format!("alibabakms-bench-{}-roots.pem", std::process::id()));
+        std::fs::write(&bundle, &pem).expect("write the trust bundle");
+        let mut dirs: Vec<String> = Vec::new();
+        for dir in os.cert_dir.iter().map(|d| d.display().to_string()) {
+            if !dirs.contains(&dir) {
+                dirs.push(dir); // SSL_CERT_DIR may repeat a standard location
+            }
+        }
+        let mut env = vec![("SSL_CERT_FILE".to_string(), bundle.display().to_string())];
+        if !dirs.is_empty() {
+            env.push(("SSL_CERT_DIR".to_string(), dirs.join(":")));
+        }
+        let description = format!(
+            "SSL_CERT_FILE = {} ({os_roots} roots) + the emulator's CA; SSL_CERT_DIR = {}",
+            os.cert_file
+                .as_ref()
+                .map_or("no OS bundle".to_string(), |f| f.display().to_string()),
+            if dirs.is_empty() {
+                "(none)".to_string()
+            } else {
+                dirs.join(":")
+            },
+        );
+        Trust {
+            bundle,
+            env,
+            description,
+        }
+    }
 }
 
 fn machine() -> String {
@@ -401,7 +457,7 @@ fn emu_public_pem(emu: &Emulator) -> String {
 
 /// Table 4: the same calls natively in this process vs through the plugin binary.
 fn native_vs_hosted(
-    emu: &Emulator,
+    trust: &Trust,
     plugin: &plugin::Plugin,
     args: &Args,
     env: &[(String, String)],
@@ -409,7 +465,8 @@ fn native_vs_hosted(
     signature: &[u8],
     hosted_big: HostedBig,
 ) {
-    let ca = emu.ca_pem().to_string();
+    // The same roots as the plugin's bundle, parsed on every call as a plugin process does.
+    let ca = std::fs::read_to_string(&trust.bundle).expect("read the trust bundle");
     println!();
     println!("## The guest's logic natively (in this process) vs through the plugin binary");
     println!();
