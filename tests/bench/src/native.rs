@@ -5,7 +5,7 @@
 //! exactly the same calls.
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use alibabakms_guest::protocol;
@@ -19,38 +19,46 @@ use hyper_util::rt::TokioExecutor;
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A transport over one pooled hyper client, like the host's, trusting only `ca_pem`.
+/// A transport over one pooled hyper client, like the host's, trusting only `ca_pem`;
+/// like the host's, built on the first request (calls without one pay nothing for TLS).
 pub struct NativeTransport {
     runtime: tokio::runtime::Runtime,
-    client: HttpsClient,
+    ca_pem: String,
+    client: OnceLock<HttpsClient>,
 }
 
 impl NativeTransport {
     pub fn new(ca_pem: &str) -> NativeTransport {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
-            roots
-                .add(cert.expect("emulator CA is PEM"))
-                .expect("emulator CA");
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(https);
-        NativeTransport { runtime, client }
+        NativeTransport {
+            runtime,
+            ca_pem: ca_pem.to_string(),
+            client: OnceLock::new(),
+        }
+    }
+
+    fn client(&self) -> &HttpsClient {
+        self.client.get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(self.ca_pem.as_bytes());
+            roots.add_parsable_certificates(certs.map(|c| c.expect("the roots are PEM")));
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build();
+            Client::builder(TokioExecutor::new()).build(https)
+        })
     }
 
     async fn send_one(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
@@ -74,7 +82,7 @@ impl NativeTransport {
             .body(Full::new(Bytes::from(req.body)))
             .map_err(|e| other(e.to_string()))?;
         let timeout = req.timeout.unwrap_or(Duration::from_secs(30));
-        let response = tokio::time::timeout(timeout, self.client.request(request))
+        let response = tokio::time::timeout(timeout, self.client().request(request))
             .await
             .map_err(|_| TransportError::Timeout {
                 authority: authority.clone(),
