@@ -74,12 +74,22 @@ impl HashAlg {
 }
 
 fn stream<D: Digest>(reader: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+    // Small first: most messages are cosign's payloads of a few hundred bytes, and each page
+    // of a zeroed buffer is touched (a page fault) before any byte is read. A message that
+    // fills it is a big one: then chunks as large as the host's read-ahead.
+    const FIRST: usize = 16 * 1024;
+    const LARGE: usize = 256 * 1024;
     let mut hasher = D::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; FIRST];
     loop {
         match reader.read(&mut buf) {
             Ok(0) => return Ok(hasher.finalize().to_vec()),
-            Ok(n) => hasher.update(&buf[..n]),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                if n == buf.len() && buf.len() < LARGE {
+                    buf.resize(LARGE, 0);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -257,6 +267,28 @@ mod tests {
         assert_eq!(got, sha2::Sha256::digest(&data).to_vec());
         let got = HashAlg::Sha512.digest_reader(&mut &data[..]).unwrap();
         assert_eq!(got, sha2::Sha512::digest(&data).to_vec());
+        // Around the first buffer's size, and from a reader that returns short reads.
+        struct Dribble<'a>(&'a [u8], usize);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(out.len()).min(self.0.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        for len in [0, 1, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 300_000] {
+            for step in [7, 16 * 1024, usize::MAX] {
+                let got = HashAlg::Sha256
+                    .digest_reader(&mut Dribble(&data[..len], step))
+                    .unwrap();
+                assert_eq!(
+                    got,
+                    sha2::Sha256::digest(&data[..len]).to_vec(),
+                    "{len} by {step}"
+                );
+            }
+        }
     }
 
     #[test]
