@@ -117,6 +117,21 @@ fn a_ca_in_the_certificate_directory_alone_is_trusted() {
         "{}",
         run.stderr
     );
+    // --print-sandbox says where the roots come from, and in which order.
+    let out = std::process::Command::new(BIN)
+        .arg("--print-sandbox")
+        .env_clear()
+        .env("SSL_CERT_FILE", emu.ca_pem_path())
+        .env("SSL_CERT_DIR", &dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = format!(
+        "trust roots: {}, {} (when needed)",
+        emu.ca_pem_path().display(),
+        dir.display()
+    );
+    assert!(text.contains(&expected), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
