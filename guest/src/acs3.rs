@@ -355,13 +355,8 @@ mod tests {
     /// Go SDK; the same inputs must give the same Authorization header, byte for byte.
     #[test]
     fn reproduces_every_official_sdk_request() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/conformance/acs3-sdk-requests.jsonl"
-        );
-        let text = std::fs::read_to_string(path).expect("conformance captures beside the repo");
         let mut n = 0;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        for line in alibabakms_fixtures::lines(alibabakms_fixtures::ACS3_SDK_REQUESTS) {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let secret = v["access_key_secret"].as_str().unwrap();
             let method = v["method"].as_str().unwrap();

@@ -429,13 +429,8 @@ mod tests {
     /// reach the point where they need credentials (none are set here).
     #[test]
     fn every_captured_call_gets_a_well_formed_answer() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/conformance/cliplugin-v1-calls.jsonl"
-        );
-        let text = std::fs::read_to_string(path).expect("conformance captures beside the repo");
         let mut n = 0;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        for line in alibabakms_fixtures::lines(alibabakms_fixtures::CLIPLUGIN_V1_CALLS) {
             let call: Value = serde_json::from_str(line).unwrap();
             let mut argv: Vec<String> = call["argv"]
                 .as_array()

@@ -124,7 +124,7 @@ fn signs_a_given_digest() {
 /// Every call cosign was captured making, replayed against the emulator.
 /// The captured `ctxDeadline`s have passed by now (the plugin would refuse to start): moved
 /// far into the future, keeping everything else of the request as captured.
-fn future_deadlines(arg: &str) -> Option<String> {
+pub fn future_deadlines(arg: &str) -> Option<String> {
     fn walk(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
@@ -150,13 +150,8 @@ fn future_deadlines(arg: &str) -> Option<String> {
 fn the_captured_cosign_calls_work() {
     let emu = emulator();
     let env = env_for(&emu);
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance/cliplugin-v1-calls.jsonl"
-    );
-    let text = std::fs::read_to_string(path).expect("conformance captures");
     let mut pem = None;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    for line in alibabakms_fixtures::lines(alibabakms_fixtures::CLIPLUGIN_V1_CALLS) {
         let c: serde_json::Value = serde_json::from_str(line).unwrap();
         let argv: Vec<String> = c["argv"].as_array().unwrap()[1..]
             .iter()

@@ -2,7 +2,6 @@
 //! vectors of reference/alibaba-protocol.md §1.7, plus what each one-byte change must do.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use alibabakms_emulator::clock::parse_iso8601;
@@ -82,12 +81,7 @@ impl Capture {
 }
 
 fn captures() -> Vec<Capture> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/acs3-sdk-requests.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let caps: Vec<Capture> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
+    let caps: Vec<Capture> = alibabakms_fixtures::lines(alibabakms_fixtures::ACS3_SDK_REQUESTS)
         .map(|line| {
             let v: Value = serde_json::from_str(line).unwrap();
             let mut c = Capture {

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -388,11 +387,7 @@ fn sdk_requests_replayed_on_the_wire_are_accepted() {
     let emu = Emulator::start(cfg).unwrap();
     let mut c = Client::connect(&emu.endpoint(), emu.ca_pem()).unwrap();
 
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/acs3-sdk-requests.jsonl");
-    let lines: Vec<Value> = std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
+    let lines: Vec<Value> = alibabakms_fixtures::lines(alibabakms_fixtures::ACS3_SDK_REQUESTS)
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let send = |c: &mut Client, line: &Value| {
