@@ -32,11 +32,20 @@ fn start(req: &HttpRequest) -> Result<FutureIncomingResponse, TransportError> {
         authority: req.authority.clone(),
         detail,
     };
-    let entries: Vec<(String, Vec<u8>)> = req
+    let mut entries: Vec<(String, Vec<u8>)> = req
         .headers
         .iter()
         .map(|(n, v)| (n.clone(), v.as_bytes().to_vec()))
         .collect();
+    // Every body goes out with its length, as Alibaba's official SDKs send it (Go's net/http:
+    // `Content-Length: 0` for an empty POST or PUT, nothing for a GET). Without it the body
+    // would be chunked, which some gateways and proxies refuse (411).
+    if req.method != "GET" || !req.body.is_empty() {
+        entries.push((
+            "content-length".into(),
+            req.body.len().to_string().into_bytes(),
+        ));
+    }
     let headers = Fields::from_list(&entries).map_err(|e| other(format!("bad header: {e:?}")))?;
     let outgoing = OutgoingRequest::new(headers);
     let method = match req.method {
@@ -66,6 +75,11 @@ fn start(req: &HttpRequest) -> Result<FutureIncomingResponse, TransportError> {
         let _ = options.set_connect_timeout(Some(ns));
         let _ = options.set_first_byte_timeout(Some(ns));
         let _ = options.set_between_bytes_timeout(Some(ns));
+    }
+    if req.body.is_empty() {
+        // A request whose body is never opened goes out with an empty one of known length.
+        return outgoing_handler::handle(outgoing, Some(options))
+            .map_err(|code| map_error(code, &req.authority));
     }
     let body = outgoing
         .body()

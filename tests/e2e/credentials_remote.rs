@@ -535,3 +535,40 @@ fn the_credentials_uri_signs_after_ecs() {
     assert!(e.contains("/nope") && e.contains("HTTP 401"), "{e}");
     assert!(!e.contains("abc123"), "{e}");
 }
+
+/// Every request carries its body as Alibaba's official SDKs do: with a Content-Length, never
+/// chunked (gateways and proxies that take no chunked uploads answer 411, and a server that
+/// reads bodies by length misreads the chunk trailer as the next request). The metadata
+/// listener refuses chunked requests, so the ECS run fails if one is sent.
+#[test]
+fn every_request_is_framed_with_its_length() {
+    use alibabakms_emulator::Framing;
+    let emu = emulator_with_oidc();
+    let key = with_key(&emu, "framing");
+    for env in [
+        oidc_env(&emu, ROLE, OIDC_TOKEN),
+        ecs_env(&emu),
+        env_for(&emu),
+    ] {
+        sign_message(&env, &key, b"framed").ok("signMessage");
+    }
+    let requests = emu.requests();
+    assert!(requests.iter().any(|r| r.action == "AssumeRoleWithOIDC"));
+    assert!(requests.iter().any(|r| r.action == "AsymmetricSign"));
+    for r in &requests {
+        match r.action.as_str() {
+            // The STS form body, with its length.
+            "AssumeRoleWithOIDC" => assert!(
+                matches!(r.framing(), Framing::ContentLength(n) if n > 0),
+                "{r:?}"
+            ),
+            // KMS: parameters in the query, an empty body, `Content-Length: 0`.
+            _ => assert_eq!(r.framing(), Framing::ContentLength(0), "{}", r.action),
+        }
+    }
+    assert!(
+        emu.stats().imds_requests >= 3,
+        "the ECS run asked the metadata service"
+    );
+    assert_no_chunked(&emu);
+}

@@ -116,12 +116,8 @@ pub fn run_raw(env: &[(String, String)], argv: &[&str], stdin: &[u8]) -> Run {
         response.is_object(),
         "stdout is not a JSON object: {stdout}"
     );
-    for secret in SECRETS {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "a secret leaked"
-        );
-    }
+    assert_no_secret(&stdout);
+    assert_no_secret(&stderr);
     Run {
         response,
         stderr,
@@ -315,7 +311,7 @@ pub fn openssl_verify_digest(pem: &str, digest: &[u8], signature: &[u8]) -> bool
     out.status.success()
 }
 
-fn tempdir() -> std::path::PathBuf {
+pub fn tempdir() -> std::path::PathBuf {
     let mut bytes = [0u8; 8];
     getrandom(&mut bytes);
     let dir = std::env::temp_dir().join(format!("kms-e2e-{}", hex::encode(bytes)));
@@ -329,4 +325,28 @@ fn getrandom(buf: &mut [u8]) {
         .unwrap()
         .read_exact(buf)
         .unwrap();
+}
+
+/// No credential value of the test setups appears in `text`.
+pub fn assert_no_secret(text: &str) {
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "a secret leaked");
+    }
+}
+
+/// Every request the emulator received carried its body with a Content-Length (or, for a
+/// GET, had no body at all): none was chunked, as Alibaba's official SDKs never send one.
+pub fn assert_no_chunked(emu: &Emulator) {
+    let requests = emu.requests();
+    let chunked: Vec<String> = requests
+        .iter()
+        .filter(|r| r.framing() == alibabakms_emulator::Framing::Chunked)
+        .map(|r| format!("{} {}", r.method, r.action))
+        .collect();
+    assert!(chunked.is_empty(), "chunked requests: {chunked:?}");
+    assert_eq!(
+        emu.stats().imds_chunked_requests,
+        0,
+        "chunked metadata requests"
+    );
 }

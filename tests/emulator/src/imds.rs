@@ -9,7 +9,9 @@
 //! credentials that the KMS side accepts with their token. With
 //! [`crate::EmulatorConfig::imds_v1_only`] it is an instance without IMDSv2 instead: the token
 //! request answers 404 and every `GET` is served without a token. One request per connection
-//! (`Connection: close`). Requests are counted in [`crate::Stats::imds_requests`].
+//! (`Connection: close`). Requests are counted in [`crate::Stats::imds_requests`]. Bodies are
+//! read by Content-Length only, as small HTTP/1.1 servers do: a chunked request is answered
+//! 411 and counted in [`crate::Stats::imds_chunked_requests`].
 //!
 //! The same listener serves the `ALIBABA_CLOUD_CREDENTIALS_URI` endpoint when configured
 //! ([`crate::EmulatorConfig::credentials_uri`]): `GET` [`CREDENTIALS_URI_PATH`] answers fresh
@@ -140,14 +142,21 @@ impl Imds {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        let len: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len.min(1 << 16)];
-        reader.read_exact(&mut body)?;
         lock(&self.shared.stats).imds_requests += 1;
-
-        let (status, content_type, text) = self.answer(&method, &path, &headers);
+        // Like many small HTTP/1.1 servers, this one reads bodies by Content-Length only: a
+        // chunked body is refused rather than misread as the next request.
+        let chunked = header("transfer-encoding").is_some();
+        let (status, content_type, text) = if chunked {
+            lock(&self.shared.stats).imds_chunked_requests += 1;
+            (411, "text/plain", "Length Required".to_string())
+        } else {
+            let len: usize = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len.min(1 << 16)];
+            reader.read_exact(&mut body)?;
+            self.answer(&method, &path, &headers)
+        };
         let mut conn = conn;
         write!(
             conn,
@@ -244,6 +253,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
+        411 => "Length Required",
         _ => "Method Not Allowed",
     }
 }

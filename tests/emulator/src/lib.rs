@@ -82,7 +82,7 @@ pub use acs3_verify::{verify_acs3, Credential, NonceCache, VerifiedRequest};
 pub use clock::NowFn;
 pub use error::{ApiError, ErrorKind};
 pub use fault::{Fault, FaultRule};
-pub use server::{RecordedRequest, Stats};
+pub use server::{Framing, RecordedRequest, Stats};
 pub use state::{KeyState, VersionOrder};
 pub use sts::OidcRole;
 

@@ -45,6 +45,8 @@ pub struct Stats {
     pub faults_per_kind: HashMap<String, u64>,
     /// Requests to the ECS metadata listener ([`crate::imds`]), refused ones included.
     pub imds_requests: u64,
+    /// Requests to the ECS metadata listener with a chunked body, refused there with 411.
+    pub imds_chunked_requests: u64,
 }
 
 impl Stats {
@@ -100,6 +102,32 @@ impl RecordedRequest {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// How the request framed its body, from the headers as received.
+    pub fn framing(&self) -> Framing {
+        if self
+            .header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
+        {
+            Framing::Chunked
+        } else if let Some(n) = self.header("content-length").and_then(|v| v.parse().ok()) {
+            Framing::ContentLength(n)
+        } else {
+            Framing::None
+        }
+    }
+}
+
+/// The body framing of a request (RFC 9112 §6). Alibaba's official SDKs always send a
+/// Content-Length; gateways and proxies that do not take chunked uploads answer them 411.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length: N`.
+    ContentLength(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither header: no body.
+    None,
 }
 
 /// Everything the connection tasks and the [`crate::Emulator`] handle share.
