@@ -5,6 +5,8 @@
 mod harness;
 
 mod budget;
+mod cosign;
+mod cosign_calls;
 mod credentials;
 mod credentials_profiles;
 mod credentials_remote;

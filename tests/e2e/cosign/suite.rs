@@ -1,0 +1,286 @@
+//! What a release team types, with each line's flags: every cosign command the README shows
+//! is one of these.
+
+use super::{cosign, CosignBin, Registry, World};
+use crate::harness::{create_key, emulator, env_for, openssl_verify, pem_of, unb64};
+use std::path::Path;
+
+/// Each test runs for cosign 2.x and 3.x, each inside its own network namespace.
+macro_rules! for_both_lines {
+    ($($name:ident),* $(,)?) => {
+        mod v2 {
+            $(#[test]
+            fn $name() {
+                if super::super::run_here(concat!("cosign::suite::v2::", stringify!($name))) {
+                    super::$name(super::cosign(2));
+                }
+            })*
+        }
+        mod v3 {
+            $(#[test]
+            fn $name() {
+                if super::super::run_here(concat!("cosign::suite::v3::", stringify!($name))) {
+                    super::$name(super::cosign(3));
+                }
+            })*
+        }
+    };
+}
+
+for_both_lines!(
+    generate_key_pair_is_idempotent_and_public_key_matches,
+    blob_signed_through_kms_verifies_through_kms_offline_and_with_openssl,
+    image_sign_verify_attest_verify_attestation,
+    rsa_keys_sign_blobs_and_images,
+    a_missing_alias_is_a_readable_error,
+);
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `cosign generate-key-pair --kms KEY` in the working directory; returns cosign.pub.
+fn generate(w: &World, key: &str) -> String {
+    let pub_path = w.file("cosign.pub");
+    let _ = std::fs::remove_file(&pub_path);
+    w.ok(&["generate-key-pair", "--kms", key]);
+    read(&pub_path)
+}
+
+/// Signs `file` with `key`; returns the file cosign wrote (2.x: the base64 signature;
+/// 3.x: the bundle).
+fn sign_blob(w: &World, key: &str, file: &str) -> String {
+    let out = match w.cosign.line {
+        2 => format!("{file}.sig"),
+        _ => format!("{file}.sigstore.json"),
+    };
+    let mut args = vec!["sign-blob", "--key", key];
+    args.extend(w.private_signing());
+    match w.cosign.line {
+        2 => args.extend(["--output-signature", &out]),
+        _ => args.extend(["--bundle", &out]),
+    }
+    args.extend(["--yes", file]);
+    w.ok(&args);
+    out
+}
+
+/// `cosign verify-blob` of `file` against what [`sign_blob`] wrote, with a KMS key reference
+/// or a public-key file.
+fn verify_blob(w: &World, key: &str, signed: &str, file: &str) -> super::Outcome {
+    let flag = match w.cosign.line {
+        2 => "--signature",
+        _ => "--bundle",
+    };
+    w.run(&[
+        "verify-blob",
+        "--key",
+        key,
+        flag,
+        signed,
+        "--insecure-ignore-tlog",
+        file,
+    ])
+}
+
+/// The raw signature bytes inside what [`sign_blob`] wrote.
+fn signature_bytes(w: &World, signed: &str) -> Vec<u8> {
+    let text = read(&w.file(signed));
+    match w.cosign.line {
+        2 => unb64(text.trim()),
+        _ => {
+            let bundle: serde_json::Value = serde_json::from_str(&text).unwrap();
+            unb64(
+                bundle["messageSignature"]["signature"]
+                    .as_str()
+                    .expect("a message signature in the bundle"),
+            )
+        }
+    }
+}
+
+fn generate_key_pair_is_idempotent_and_public_key_matches(c: CosignBin) {
+    let w = World::new(c, emulator());
+    let key = w.key("cosign-key");
+    let first = generate(&w, &key);
+    assert!(first.starts_with("-----BEGIN PUBLIC KEY-----"), "{first}");
+    // Again: the same key, not a second one.
+    assert_eq!(generate(&w, &key), first);
+    // One key in KMS: the second run found the alias and created nothing.
+    let created = w.emu.stats().requests_per_action.get("CreateKey").copied();
+    assert_eq!(created, Some(1), "CreateKey requests");
+    assert_eq!(w.ok(&["public-key", "--key", &key]), first);
+    w.finish();
+}
+
+fn blob_signed_through_kms_verifies_through_kms_offline_and_with_openssl(c: CosignBin) {
+    let w = World::new(c, emulator());
+    let key = w.key("cosign-key");
+    let pem = generate(&w, &key);
+    std::fs::write(w.file("release.tar.gz"), b"release artifact\n").unwrap();
+    let signed = sign_blob(&w, &key, "release.tar.gz");
+
+    for verifier in [key.as_str(), "cosign.pub"] {
+        let v = verify_blob(&w, verifier, &signed, "release.tar.gz");
+        assert!(
+            v.ok && v.stderr.contains("Verified OK"),
+            "{verifier}: {}",
+            v.stderr
+        );
+    }
+    // An independent verifier accepts the signature cosign stored.
+    assert!(openssl_verify(
+        &pem,
+        b"release artifact\n",
+        &signature_bytes(&w, &signed),
+        "sha256"
+    ));
+    // A blob changed after signing is refused, through KMS and offline.
+    std::fs::write(w.file("release.tar.gz"), b"release artifact, tampered\n").unwrap();
+    for verifier in [key.as_str(), "cosign.pub"] {
+        let v = verify_blob(&w, verifier, &signed, "release.tar.gz");
+        assert!(!v.ok, "{verifier} accepted a tampered blob");
+    }
+    w.finish();
+}
+
+fn image_sign_verify_attest_verify_attestation(c: CosignBin) {
+    let w = World::new(c, emulator());
+    let registry = Registry::start(&w.dir);
+    let image = registry.push_image("app", b"layer of the app image");
+    let key = w.key("cosign-key");
+    generate(&w, &key);
+
+    let mut sign = vec!["sign", "--key", &key];
+    sign.extend(w.private_signing());
+    sign.extend(["--yes", &image]);
+    w.ok(&sign);
+    let digest = image.rsplit_once('@').unwrap().1;
+    for verifier in [key.as_str(), "cosign.pub"] {
+        let out = w.ok(&[
+            "verify",
+            "--key",
+            verifier,
+            "--insecure-ignore-tlog",
+            &image,
+        ]);
+        assert!(out.contains(digest), "{verifier}: {out}");
+    }
+
+    std::fs::write(
+        w.file("predicate.json"),
+        br#"{"builder":"ci","passed":true}"#,
+    )
+    .unwrap();
+    let mut attest = vec!["attest", "--key", &key];
+    attest.extend(w.private_signing());
+    attest.extend([
+        "--predicate",
+        "predicate.json",
+        "--type",
+        "https://example.com/ci-result",
+        "--yes",
+        &image,
+    ]);
+    w.ok(&attest);
+    for verifier in [key.as_str(), "cosign.pub"] {
+        let out = w.ok(&[
+            "verify-attestation",
+            "--key",
+            verifier,
+            "--insecure-ignore-tlog",
+            "--type",
+            "https://example.com/ci-result",
+            &image,
+        ]);
+        assert!(out.contains("payload"), "{verifier}: {out}");
+    }
+    // A key that did not sign: the image's signature is refused.
+    let other = w.key("other-key");
+    generate(&w, &other);
+    let v = w.run(&[
+        "verify",
+        "--key",
+        "cosign.pub",
+        "--insecure-ignore-tlog",
+        &image,
+    ]);
+    assert!(!v.ok, "an image verified with a key that did not sign it");
+    w.finish();
+}
+
+fn rsa_keys_sign_blobs_and_images(c: CosignBin) {
+    alibabakms_emulator::prewarm_rsa_keys("RSA_3072", 1);
+    let w = World::new(c, emulator());
+    let registry = Registry::start(&w.dir);
+    let image = registry.push_image("rsa-app", b"layer of the rsa image");
+    for spec in ["RSA_2048", "RSA_3072"] {
+        let alias = spec.to_lowercase().replace('_', "-");
+        let key = w.key(&alias);
+        // cosign's generate-key-pair always asks for the default algorithm, so RSA keys are
+        // made with the plugin's createKey, as `cosign` would send it.
+        let created = create_key(
+            &env_for(&w.emu),
+            key.trim_start_matches("alibabakms://"),
+            spec,
+        );
+        let pem = pem_of(created.ok("createKey"));
+        let exported = w.ok(&["public-key", "--key", &key]);
+        assert_eq!(exported, pem, "{spec}");
+        let pub_file = format!("{alias}.pub");
+        std::fs::write(w.file(&pub_file), &exported).unwrap();
+
+        let blob = format!("{alias}.bin");
+        std::fs::write(w.file(&blob), spec.as_bytes()).unwrap();
+        let signed = sign_blob(&w, &key, &blob);
+        let v = verify_blob(&w, &pub_file, &signed, &blob);
+        assert!(v.ok, "{spec} verify-blob: {}", v.stderr);
+        assert!(openssl_verify(
+            &pem,
+            spec.as_bytes(),
+            &signature_bytes(&w, &signed),
+            "sha256"
+        ));
+
+        let mut sign = vec!["sign", "--key", &key];
+        sign.extend(w.private_signing());
+        sign.extend(["--yes", &image]);
+        w.ok(&sign);
+        for verifier in [key.as_str(), pub_file.as_str()] {
+            w.ok(&[
+                "verify",
+                "--key",
+                verifier,
+                "--insecure-ignore-tlog",
+                &image,
+            ]);
+        }
+    }
+    w.finish();
+}
+
+fn a_missing_alias_is_a_readable_error(c: CosignBin) {
+    let w = World::new(c, emulator());
+    let key = w.key("no-such-key");
+    std::fs::write(w.file("release.tar.gz"), b"release artifact\n").unwrap();
+    let mut args = vec!["sign-blob", "--key", &key];
+    args.extend(w.private_signing());
+    match w.cosign.line {
+        2 => args.extend(["--output-signature", "out.sig"]),
+        _ => args.extend(["--bundle", "out.json"]),
+    }
+    args.extend(["--yes", "release.tar.gz"]);
+    for stderr in [w.fails(&args), w.fails(&["public-key", "--key", &key])] {
+        // The plugin's own words reach the user: which alias, and what to do.
+        assert!(
+            stderr.contains("alias/no-such-key") && stderr.contains("generate-key-pair"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("goroutine") && !stderr.contains("panic"),
+            "{stderr}"
+        );
+    }
+    assert!(!w.file("out.sig").exists() && !w.file("out.json").exists());
+    w.finish();
+}
