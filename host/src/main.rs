@@ -7,6 +7,7 @@
 
 mod egress;
 mod engine;
+mod files;
 mod guest;
 mod policy;
 mod run;

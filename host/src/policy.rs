@@ -345,11 +345,40 @@ fn granted_files(lookup: &impl Fn(&str) -> Option<String>) -> (Vec<GrantedFile>,
     (granted, refused)
 }
 
-/// `HOME`, resolved (symlinks and `..` removed), when it is set and exists.
+/// The home directory, resolved (symlinks and `..` removed): `HOME`, or the user's entry in
+/// the system's account database when `HOME` is unset or empty, so that `env -u HOME` cannot
+/// make the real home shareable.
 fn home_dir(lookup: &impl Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
-    lookup("HOME")
-        .filter(|h| !h.trim().is_empty())
-        .and_then(|h| std::fs::canonicalize(h.trim()).ok())
+    match lookup("HOME").filter(|h| !h.trim().is_empty()) {
+        Some(h) => std::fs::canonicalize(h.trim()).ok(),
+        None => system_home().and_then(|h| std::fs::canonicalize(h).ok()),
+    }
+}
+
+/// The home directory of the effective user in the account database (getpwuid_r).
+fn system_home() -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, `buf` outlives every use of `entry`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut entry,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || entry.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_dir points at a NUL-terminated string in `buf`.
+    let dir = unsafe { std::ffi::CStr::from_ptr(entry.pw_dir) };
+    let dir = std::ffi::OsStr::from_bytes(dir.to_bytes());
+    (!dir.is_empty()).then(|| std::path::PathBuf::from(dir))
 }
 
 /// Why a credential file's directory is not shared: the one rule for every file the sandbox
@@ -391,17 +420,13 @@ fn cli_oidc_token_dirs(
     let Some(config) = files.iter().find(|f| f.var == "ALIBABA_CLOUD_CONFIG_FILE") else {
         return (dirs, not_shared);
     };
-    let mut text = String::new();
-    let read = std::fs::File::open(&config.host_path).and_then(|f| {
-        std::io::Read::read_to_string(&mut std::io::Read::take(f, 1 << 20), &mut text)
-    });
-    let Ok(json) = read
+    // A FIFO, a device or a huge file is not read (the guest reports it when it opens it).
+    let Ok(json) = crate::files::read_capped(&config.host_path, 1 << 20)
         .map_err(drop)
-        .and_then(|_| serde_json::from_str::<serde_json::Value>(&text).map_err(drop))
+        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).map_err(drop))
     else {
         return (dirs, not_shared);
     };
-    drop(text);
     let field = |v: &serde_json::Value, k: &str| {
         v.get(k)
             .and_then(|x| x.as_str())
@@ -463,8 +488,9 @@ fn token_dir(
     if !path.is_absolute() {
         return Err("not an absolute path");
     }
-    if std::fs::File::open(path).is_err() || !path.is_file() {
-        return Err("not a readable file");
+    // Only looked at, never opened here: opening a FIFO would wait for a writer.
+    if crate::files::is_regular(path).is_err() {
+        return Err("not a regular file");
     }
     let dir = path.parent().ok_or("no directory")?;
     let real = std::fs::canonicalize(dir).map_err(|_| "its directory cannot be resolved")?;

@@ -198,6 +198,12 @@ fn read_named_file(
 /// Reads a credential file at most [`MAX_FILE_BYTES`] long; `what` names it in errors.
 fn read_small_file(path: &str, what: &str) -> Result<String, CredentialsError> {
     let fail = |e: std::io::Error| CredentialsError(format!("cannot read {what}: {e}"));
+    // Looked at before it is opened: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(path).map_err(fail)?.is_file() {
+        return Err(CredentialsError(format!(
+            "cannot read {what}: it is not a regular file"
+        )));
+    }
     let file = std::fs::File::open(path).map_err(fail)?;
     let mut text = String::new();
     use std::io::Read;
