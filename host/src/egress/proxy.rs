@@ -131,6 +131,16 @@ fn parse_proxy_url(
 ) -> Result<(String, String, u16, Option<HeaderValue>), String> {
     let shown = redact(value);
     let expected = "expected http://[user:password@]host:port";
+    // A `/`, `?` or `#` in the user or password ends a URL's authority, so the rest would be
+    // taken for a path and the user name for the host (and looked up in DNS).
+    if let Some(userinfo) = userinfo(value) {
+        if userinfo.contains(['/', '?', '#']) {
+            return Err(format!(
+                "{var}={shown}: its user or password contains '/', '?' or '#', which must be \
+                 percent-encoded in a URL (%2F, %3F, %23); {expected}"
+            ));
+        }
+    }
     let probe = Matcher::builder().https(value).build();
     let Some(intercept) = probe.intercept(&Uri::from_static("https://destination.invalid/")) else {
         let scheme = value.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
@@ -171,14 +181,21 @@ fn parse_proxy_url(
     Ok((url, bare, port, intercept.basic_auth().cloned()))
 }
 
+/// Everything before the last `@` after the scheme: what may be a user and password. A proxy
+/// URL has no reason to carry `@` in its path, so the last one ends the credentials even when
+/// an unencoded `/` in the password would end the authority first.
+fn userinfo(value: &str) -> Option<&str> {
+    let rest = value.split_once("://").map_or(value, |(_, r)| r);
+    rest.rfind('@').map(|at| &rest[..at])
+}
+
 /// The value with any `user:password@` replaced, for messages.
 fn redact(value: &str) -> String {
     let (scheme, rest) = match value.split_once("://") {
         Some((s, r)) => (format!("{s}://"), r),
         None => (String::new(), value),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
         None => value.to_string(),
     }
@@ -382,6 +399,28 @@ mod tests {
         assert!(e.contains("ftp:// proxies are not supported"), "{e}");
         let e = invalid(&[("HTTPS_PROXY", "http://pro xy:80")]);
         assert!(e.contains("is not a proxy URL"), "{e}");
+    }
+
+    #[test]
+    fn a_slash_in_the_password_is_refused_and_never_shown() {
+        for url in [
+            "http://cosign:pa/ss@proxy.corp:3128",
+            "https://cosign:pa/ss@proxy.corp:3128",
+            "socks5h://cosign:pa/ss@proxy.corp:1080",
+            "http://co?sign:pa#ss@proxy.corp:3128",
+        ] {
+            let e = invalid(&[("HTTPS_PROXY", url)]);
+            for secret in ["pa/ss", "pa#ss", "co?sign", "cosign", "ss@"] {
+                assert!(!e.contains(secret), "{e}");
+            }
+            assert!(e.contains("***@proxy.corp:"), "{e}");
+        }
+        let e = invalid(&[("HTTPS_PROXY", "http://cosign:pa/ss@proxy.corp:3128")]);
+        assert!(e.contains("percent-encoded"), "{e}");
+        // Encoded, it works.
+        let p = proxy(&[("HTTPS_PROXY", "http://cosign:pa%2Fss@proxy.corp:3128")]);
+        assert_eq!((p.host.as_str(), p.port), ("proxy.corp", 3128));
+        assert!(p.auth.is_some());
     }
 
     #[test]
