@@ -62,14 +62,16 @@ pub fn request_line(
     match outcome {
         Ok(resp) => {
             let json: Option<serde_json::Value> = serde_json::from_slice(&resp.body).ok();
+            use crate::untrusted::{server_text, CODE_CHARS, REQUEST_ID_CHARS};
             let field = |name: &str| {
                 json.as_ref()
                     .and_then(|j| j.get(name))
                     .and_then(|v| v.as_str())
-                    .map(|s| s.chars().take(100).collect::<String>())
+                    .map(|s| server_text(s, CODE_CHARS))
             };
             let request_id = field("RequestId")
                 .or_else(|| resp.header("x-acs-request-id").map(str::to_string))
+                .map(|id| server_text(&id, REQUEST_ID_CHARS))
                 .unwrap_or_else(|| "-".into());
             let code = field("Code").map(|c| format!(" {c}")).unwrap_or_default();
             format!(

@@ -446,7 +446,9 @@ fn decode(
             .unwrap_or_default()
             .to_string()
     };
-    let mut code = field("Code");
+    // Bound what a misbehaving endpoint can push into our error message, and keep it inert.
+    use crate::untrusted::{server_text, CODE_CHARS, MESSAGE_CHARS, REQUEST_ID_CHARS};
+    let mut code = server_text(&field("Code"), CODE_CHARS);
     if code.is_empty() {
         code = format!("HTTP{}", resp.status);
     }
@@ -457,8 +459,8 @@ fn decode(
             .unwrap_or_default()
             .to_string();
     }
-    // Bound what a misbehaving endpoint can push into our error message.
-    let message: String = field("Message").chars().take(500).collect();
+    let request_id = server_text(&request_id, REQUEST_ID_CHARS);
+    let message = server_text(&field("Message"), MESSAGE_CHARS);
     let clock_skew_secs = if code == "InvalidTimeStamp.Expired" {
         clock_skew(sent_at, resp.header("date"))
     } else {
@@ -580,6 +582,8 @@ pub struct PublicKeyResponse {
 pub struct SignResponse {
     /// Base64 of the signature bytes.
     pub value: String,
+    #[serde(default)]
+    pub request_id: String,
 }
 
 #[derive(Debug, Deserialize)]

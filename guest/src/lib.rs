@@ -17,6 +17,7 @@ pub mod retry;
 pub mod rfc3339;
 pub mod signer;
 pub mod transport;
+pub mod untrusted;
 
 #[cfg(target_family = "wasm")]
 mod component;

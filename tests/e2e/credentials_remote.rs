@@ -525,15 +525,44 @@ fn the_credentials_uri_signs_after_ecs() {
         "token, role, credentials; no URI"
     );
 
-    // A URI that answers an error is named (without its query).
+    // A URI that answers an error is named by its host alone: tokens often live in the path,
+    // so neither path nor query is shown, in the answer or in the debug lines.
     let mut env = base_env(&emu, &temp_dir());
     env.push((
         "ALIBABA_CLOUD_CREDENTIALS_URI".into(),
-        format!("{}/nope?secret=abc123", emu.imds_endpoint()),
+        format!(
+            "{}/token-in-path-9f3k/creds?secret=abc123",
+            emu.imds_endpoint()
+        ),
     ));
-    let e = public_key(&env, &key).err().to_string();
-    assert!(e.contains("/nope") && e.contains("HTTP 401"), "{e}");
-    assert!(!e.contains("abc123"), "{e}");
+    env.push(("SIGSTORE_ALIBABAKMS_DEBUG".into(), "1".into()));
+    let run = public_key(&env, &key);
+    let e = run.err().to_string();
+    assert!(
+        e.contains("HTTP 401") && e.contains(&emu.imds_endpoint()),
+        "{e}"
+    );
+    for shown in [&e, &run.stderr] {
+        assert!(
+            !shown.contains("token-in-path-9f3k") && !shown.contains("abc123"),
+            "{shown}"
+        );
+    }
+    // Nor on success: the source named in the debug line is the host.
+    let mut env = base_env(&emu, &temp_dir());
+    env.push((
+        "ALIBABA_CLOUD_CREDENTIALS_URI".into(),
+        emu.credentials_uri(),
+    ));
+    env.push(("SIGSTORE_ALIBABAKMS_DEBUG".into(), "1".into()));
+    let run = public_key(&env, &key);
+    run.ok("publicKey");
+    let path = emu.credentials_uri().replace(&emu.imds_endpoint(), "");
+    assert!(
+        path.len() > 1 && !run.stderr.contains(&path),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Every request carries its body as Alibaba's official SDKs do: with a Content-Length, never

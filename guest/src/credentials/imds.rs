@@ -176,7 +176,7 @@ pub fn fetch(
     if field("Code") != "Success" {
         return Err(CredentialsError(format!(
             "{source}: the metadata service answered Code {:?}",
-            field("Code").chars().take(100).collect::<String>()
+            crate::untrusted::server_text(field("Code"), crate::untrusted::CODE_CHARS)
         )));
     }
     let (id, secret, sts_token) = (

@@ -398,11 +398,12 @@ fn sts_error(
             .unwrap_or_default()
             .to_string()
     };
-    let code = Some(field("Code"))
+    use crate::untrusted::{server_text, CODE_CHARS, MESSAGE_CHARS, REQUEST_ID_CHARS};
+    let code = Some(server_text(&field("Code"), CODE_CHARS))
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("HTTP{status}"));
-    let message: String = field("Message").chars().take(300).collect();
-    let request_id = field("RequestId");
+    let message = server_text(&field("Message"), MESSAGE_CHARS);
+    let request_id = server_text(&field("RequestId"), REQUEST_ID_CHARS);
     let hint = if (300..400).contains(&status) {
         " STS answered with a redirect, and redirects are not followed: check \
          ALIBABA_CLOUD_STS_ENDPOINT (or ALIBABA_CLOUD_STS_REGION)."

@@ -1,6 +1,7 @@
 //! `ALIBABA_CLOUD_CREDENTIALS_URI` (reference §4.8): `GET <uri>` answers
-//! `{"AccessKeyId", "AccessKeySecret", "SecurityToken", "Expiration"}`. The URI's query may
-//! carry a secret, so messages name only its scheme, host and path.
+//! `{"AccessKeyId", "AccessKeySecret", "SecurityToken", "Expiration"}`. The URI's path and
+//! query may carry a secret (tokens often live in the path), so messages name only its
+//! scheme and host.
 
 use super::{var, Credentials, CredentialsError, EnvLookup, Found};
 use crate::retry;
@@ -35,13 +36,12 @@ pub fn credentials_uri(
             "{VAR} has no usable host (give scheme://host[:port]/path)"
         )));
     }
-    let path = path_and_query.split('?').next().unwrap_or("/");
     let scheme_name = if scheme == Scheme::Https {
         "https"
     } else {
         "http"
     };
-    let source = format!("credentials URI {scheme_name}://{authority}{path} ({VAR})");
+    let source = format!("credentials URI {scheme_name}://{authority} ({VAR})");
     let started = SystemTime::now();
     let outcome = transport.send(HttpRequest {
         method: "GET",
@@ -79,7 +79,7 @@ pub fn credentials_uri(
     if !field("Code").is_empty() && field("Code") != "Success" {
         return Err(CredentialsError(format!(
             "{source}: the answer has Code {:?}",
-            field("Code").chars().take(100).collect::<String>()
+            crate::untrusted::server_text(field("Code"), crate::untrusted::CODE_CHARS)
         )));
     }
     let (id, secret, token) = (
@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(c.access_key_id, "STS.uri");
         assert_eq!(
             c.source,
-            "credentials URI http://127.0.0.1:8080/creds (ALIBABA_CLOUD_CREDENTIALS_URI)"
+            "credentials URI http://127.0.0.1:8080 (ALIBABA_CLOUD_CREDENTIALS_URI)"
         );
         let sent = t.sent.borrow();
         assert_eq!(sent[0].scheme, Scheme::Http);
