@@ -32,6 +32,62 @@ fn env(name: &str) -> Option<String> {
 
 struct Component;
 
+/// stdin, whose every wait ends by the call's deadline: a pipe that stays open without data,
+/// or trickles, ends the call with an answer that says so instead of keeping it past the
+/// point where cosign kills the plugin.
+struct DeadlineStdin {
+    stream: wasip2::io::streams::InputStream,
+    read: u64,
+}
+
+impl DeadlineStdin {
+    fn new() -> Self {
+        DeadlineStdin {
+            stream: wasip2::cli::stdin::get_stdin(),
+            read: 0,
+        }
+    }
+}
+
+impl std::io::Read for DeadlineStdin {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use wasip2::io::streams::StreamError;
+        loop {
+            match self.stream.read(buf.len() as u64) {
+                Ok(bytes) if bytes.is_empty() => {}
+                Ok(bytes) => {
+                    buf[..bytes.len()].copy_from_slice(&bytes);
+                    self.read += bytes.len() as u64;
+                    return Ok(bytes.len());
+                }
+                Err(StreamError::Closed) => return Ok(0),
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(std::io::Error::other(e.to_debug_string()))
+                }
+            }
+            let now = std::time::SystemTime::now();
+            let deadline = crate::retry::current(now);
+            let left = deadline.remaining(now);
+            let ready = self.stream.subscribe();
+            if !left.is_zero() {
+                let ns = left.as_nanos().min(u128::from(u64::MAX)) as u64;
+                let timer = wasip2::clocks::monotonic_clock::subscribe_duration(ns);
+                wasip2::io::poll::poll(&[&ready, &timer]);
+            }
+            if !ready.ready() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the {} passed while waiting for the message on stdin ({} bytes read, \
+                         stdin still open)",
+                        deadline.label, self.read
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 impl exports::wasi::cli::run::Guest for Component {
     fn run() -> Result<(), ()> {
         crate::diag::init(std::env::var("SIGSTORE_ALIBABAKMS_DEBUG").ok().as_deref());
@@ -48,7 +104,7 @@ impl exports::wasi::cli::run::Guest for Component {
         });
         let args: Vec<String> = std::env::args().collect();
         let signer = Signer::new(&WasiHttp, &env);
-        let response = crate::protocol::handle(&args, &mut std::io::stdin(), &signer);
+        let response = crate::protocol::handle(&args, &mut DeadlineStdin::new(), &signer);
         let mut out = std::io::stdout();
         // One write of one JSON object: stdout belongs to cosign's protocol.
         let written = out

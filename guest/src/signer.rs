@@ -170,7 +170,13 @@ impl<'a> Signer<'a> {
         }
         let mut answers = s.client.call_all(&calls);
         let public = (answers.len() == 2).then(|| answers.pop().expect("two answers"));
-        if let Err(e) = answers.pop().expect("one answer per call") {
+        let named = match answers.pop().expect("one answer per call") {
+            // The connection broke (or KMS failed) after CreateAlias went out: it may have
+            // landed. Read the alias back rather than fail the command on a network blip.
+            Err(e) if may_have_landed(&e) => s.alias_after_blip(&alias, &key_id, e),
+            other => other.map(drop),
+        };
+        if let Err(e) = named {
             // Never leave an orphan key behind: whatever went wrong, schedule ours for deletion.
             s.discard(&key_id);
             if e.code() == Some("AliasAlreadyExists") {
@@ -209,15 +215,40 @@ impl<'a> Signer<'a> {
         let digest = digest_of(message, hash)?;
         let (meta, version) = s.describe_with_version(opts)?;
         let (algorithm, kms_digest) = s.usable(&meta)?.algorithm(hash, &digest)?;
-        let call = kms::asymmetric_sign(&meta.key_id, &version, algorithm, b64(kms_digest));
-        let answer: kms::SignResponse = s.client.call(call).map_err(|e| s.advise(e))?;
-        base64::engine::general_purpose::STANDARD
+        // The public key comes with the signature, in the same round trip: a signature is
+        // checked against it before cosign gets it, so a broken or hostile endpoint cannot
+        // make cosign publish one that verifies against nothing.
+        let mut answers = s.client.call_all(&[
+            kms::asymmetric_sign(&meta.key_id, &version, algorithm, b64(kms_digest)),
+            kms::get_public_key(&meta.key_id, &version),
+        ]);
+        let public = answers.pop().expect("two answers");
+        let answer: kms::SignResponse = answers
+            .pop()
+            .expect("two answers")
+            .and_then(|v| kms::parse("AsymmetricSign", v))
+            .map_err(|e| s.advise(e))?;
+        let signature = base64::engine::general_purpose::STANDARD
             .decode(answer.value.trim())
             .map_err(|_| {
                 SignerError::Transport(
                     "KMS AsymmetricSign returned a signature that is not base64".into(),
                 )
-            })
+            })?;
+        let key = s.public_key_from(&meta.key_id, &version, public)?;
+        key.verify(hash, &digest, &signature).map_err(|why| {
+            SignerError::VerificationFailed(format!(
+                "KMS returned a signature that does not verify against the public key of key \
+                 {} version {version} ({why}; AsymmetricSign request id {}); it was not handed \
+                 to cosign. Try again; if it persists, report the request id to Alibaba Cloud",
+                meta.key_id,
+                crate::untrusted::server_text(
+                    &answer.request_id,
+                    crate::untrusted::REQUEST_ID_CHARS
+                )
+            ))
+        })?;
+        Ok(signature)
     }
 
     /// Checks a signature locally with the key's public key (what `cosign verify --key
@@ -256,6 +287,19 @@ impl<'a> Signer<'a> {
         let version = s.version(opts)?;
         let key = s.public_key_of(s.key.key_id_param(), &version)?;
         key.verify(hash, &digest, signature).map_err(invalid)
+    }
+}
+
+/// Whether a failed request may still have been carried out: no answer came (the connection
+/// broke, or it timed out), or KMS failed on its side.
+fn may_have_landed(e: &kms::Error) -> bool {
+    use crate::transport::TransportError;
+    match e {
+        kms::Error::Transport(TransportError::Other { .. } | TransportError::Timeout { .. }) => {
+            true
+        }
+        kms::Error::Kms(k) => k.http_status >= 500,
+        _ => false,
     }
 }
 
@@ -455,6 +499,38 @@ impl Session<'_> {
         PublicKey::from_pem(&answer.public_key).map_err(|why| {
             SignerError::InvalidInput(format!("key {key_id} version {version}: {why}"))
         })
+    }
+
+    /// After a CreateAlias whose answer was lost: Ok when the alias names our key (it landed,
+    /// or landed on a second try because it had not); the error to handle otherwise (an
+    /// `AliasAlreadyExists` when another process's key holds it).
+    fn alias_after_blip(
+        &self,
+        alias: &str,
+        key_id: &str,
+        lost: kms::Error,
+    ) -> Result<(), kms::Error> {
+        crate::diag::line(|| format!("CreateAlias got no answer ({lost}); reading {alias} back"));
+        match self
+            .client
+            .call::<kms::KeyMetadataResponse>(kms::describe_key(alias))
+        {
+            Ok(found) if found.key_metadata.key_id == key_id => Ok(()),
+            // Another process's key holds it: the race was lost, as with AliasAlreadyExists.
+            Ok(_) => Err(kms::Error::Kms(KmsError {
+                action: "CreateAlias",
+                http_status: 409,
+                code: "AliasAlreadyExists".into(),
+                message: format!("{alias} names another key"),
+                request_id: String::new(),
+                clock_skew_secs: None,
+            })),
+            Err(e) if e.code() == Some("Forbidden.AliasNotFound") => self
+                .client
+                .call::<serde_json::Value>(kms::create_alias(alias, key_id))
+                .map(drop),
+            Err(_) => Err(lost),
+        }
     }
 
     /// Best effort: schedules a key we created but could not name for deletion.
@@ -705,7 +781,7 @@ mod tests {
     }
 
     #[test]
-    fn sign_uses_the_newest_version_in_two_requests_and_verifies() {
+    fn sign_uses_the_newest_version_in_two_round_trips_and_checks_the_signature() {
         let aliases = Rc::new(RefCell::new(HashMap::from([(
             "alias/cosign".to_string(),
             "key-1".to_string(),
@@ -723,7 +799,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             t.actions(),
-            ["DescribeKey", "ListKeyVersions", "AsymmetricSign"]
+            [
+                "DescribeKey",
+                "ListKeyVersions",
+                "AsymmetricSign",
+                "GetPublicKey"
+            ]
         );
         assert_eq!(
             *t.round_trips.borrow(),

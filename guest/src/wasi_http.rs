@@ -2,12 +2,15 @@
 //! sandbox (allow-list, trust roots, pooled connection, timeouts) applies to every one of them.
 
 use crate::transport::{self, HttpRequest, HttpResponse, Transport, TransportError};
-use std::io::{Read, Write};
+use std::io::Write;
+use wasip2::clocks::monotonic_clock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, Method, OutgoingBody, OutgoingRequest,
     RequestOptions, Scheme,
 };
+use wasip2::io::poll::Pollable;
+use wasip2::io::streams::StreamError;
 
 /// Answers larger than this are refused: KMS and STS answers are a few KiB, and a hostile
 /// endpoint must not make the plugin allocate without bound.
@@ -17,12 +20,22 @@ pub struct WasiHttp;
 
 impl Transport for WasiHttp {
     fn send_all(&self, requests: Vec<HttpRequest>) -> Vec<Result<HttpResponse, TransportError>> {
-        // Start every request before waiting on any: the host runs them concurrently.
-        let started: Vec<_> = requests.iter().map(start).collect();
+        // Start every request before waiting on any: the host runs them concurrently. Each
+        // exchange, its body included, ends by its timeout: the host bounds the wait for each
+        // chunk, but a server sending a byte now and then would never trip that alone.
+        let started: Vec<_> = requests
+            .iter()
+            .map(|req| {
+                let until = req
+                    .timeout
+                    .map(|t| monotonic_clock::now().saturating_add(t.as_nanos() as u64));
+                start(req).map(|f| (f, until))
+            })
+            .collect();
         started
             .into_iter()
             .zip(&requests)
-            .map(|(fut, req)| fut.and_then(|f| finish(f, &req.authority)))
+            .map(|(fut, req)| fut.and_then(|(f, until)| finish(f, &req.authority, until)))
             .collect()
     }
 }
@@ -101,12 +114,36 @@ fn start(req: &HttpRequest) -> Result<FutureIncomingResponse, TransportError> {
     Ok(future)
 }
 
-fn finish(future: FutureIncomingResponse, authority: &str) -> Result<HttpResponse, TransportError> {
+/// Waits until `ready` is, or the monotonic clock reaches `until`; whether `ready` won.
+fn wait(ready: &Pollable, until: Option<u64>) -> bool {
+    match until {
+        None => {
+            ready.block();
+            true
+        }
+        Some(t) => {
+            let timer = monotonic_clock::subscribe_instant(t);
+            wasip2::io::poll::poll(&[ready, &timer]);
+            ready.ready()
+        }
+    }
+}
+
+fn finish(
+    future: FutureIncomingResponse,
+    authority: &str,
+    until: Option<u64>,
+) -> Result<HttpResponse, TransportError> {
     let other = |detail: String| TransportError::Other {
         authority: authority.into(),
         detail,
     };
-    future.subscribe().block();
+    let timeout = || TransportError::Timeout {
+        authority: authority.into(),
+    };
+    if !wait(&future.subscribe(), until) {
+        return Err(timeout());
+    }
     let response = match future.get() {
         Some(Ok(Ok(r))) => r,
         Some(Ok(Err(code))) => return Err(map_error(code, authority)),
@@ -127,14 +164,29 @@ fn finish(future: FutureIncomingResponse, authority: &str) -> Result<HttpRespons
         let stream = incoming
             .stream()
             .map_err(|_| other("response body unavailable".into()))?;
-        let read = stream
-            .take(MAX_RESPONSE_BYTES + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| other(format!("reading the response: {e}")))?;
-        if read as u64 > MAX_RESPONSE_BYTES {
-            return Err(other(format!(
-                "the response is larger than {MAX_RESPONSE_BYTES} bytes"
-            )));
+        loop {
+            match stream.read(64 * 1024) {
+                Ok(bytes) if bytes.is_empty() => {
+                    if !wait(&stream.subscribe(), until) {
+                        return Err(timeout());
+                    }
+                }
+                Ok(bytes) => {
+                    body.extend_from_slice(&bytes);
+                    if body.len() as u64 > MAX_RESPONSE_BYTES {
+                        return Err(other(format!(
+                            "the response is larger than {MAX_RESPONSE_BYTES} bytes"
+                        )));
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(other(format!(
+                        "reading the response: {}",
+                        e.to_debug_string()
+                    )))
+                }
+            }
         }
     }
     drop(incoming);

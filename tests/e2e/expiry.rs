@@ -75,9 +75,11 @@ fn a_token_expiring_mid_call_is_refreshed_and_the_sign_goes_through() {
         log.iter()
             .filter(|(_, c)| c.as_deref() == Some(EXPIRED))
             .count(),
-        1,
+        // AsymmetricSign and the GetPublicKey that checks its signature, sent together.
+        2,
         "{log:?}"
     );
+    assert_eq!(count(&log, "GetPublicKey"), 2, "{log:?}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod diagnostics;
 mod errors;
 mod expiry;
 mod flow;
+mod hardening;
 mod keys;
 mod load;
 mod proxy;

@@ -49,6 +49,15 @@ pub enum Fault {
     Reset,
     /// Answers with this error (status, code, message and JSON shape as given).
     Error(ApiError),
+    /// Carries the request out (a key or alias is created), then closes the connection with
+    /// an RST instead of answering: the request landed, but the client cannot know.
+    ResetAfterProcessing,
+    /// Carries the request out and answers it, but `Value` (AsymmetricSign's signature)
+    /// holds 70 random bytes: a signature that verifies against nothing.
+    BadSignature,
+    /// Carries the request out and answers it, the body one byte per interval (headers at
+    /// once): a server that keeps a connection busy without ever finishing.
+    Trickle(Duration),
 }
 
 impl Fault {
@@ -63,6 +72,9 @@ impl Fault {
             Fault::Delay(_) => "Delay",
             Fault::Reset => "Reset",
             Fault::Error(_) => "Error",
+            Fault::ResetAfterProcessing => "ResetAfterProcessing",
+            Fault::BadSignature => "BadSignature",
+            Fault::Trickle(_) => "Trickle",
         }
     }
 
@@ -104,7 +116,12 @@ impl Fault {
                 Vec::new(),
             )),
             Fault::Error(e) => Some((e.clone(), Vec::new())),
-            Fault::Hang | Fault::Delay(_) | Fault::Reset => None,
+            Fault::Hang
+            | Fault::Delay(_)
+            | Fault::Reset
+            | Fault::ResetAfterProcessing
+            | Fault::BadSignature
+            | Fault::Trickle(_) => None,
         }
     }
 }

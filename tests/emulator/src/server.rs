@@ -7,13 +7,15 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
+use std::future::Future as _;
 use tokio::sync::Notify;
 
 use crate::acs3_verify::{decode_query, verify_acs3, NonceCache};
@@ -350,7 +352,7 @@ async fn handle(
     shared: Arc<Shared>,
     (conn_id, connected_at): (u64, Instant),
     reset: Arc<Notify>,
-) -> Response<Full<Bytes>> {
+) -> Response<Either<Full<Bytes>, Trickle>> {
     let started = Instant::now();
     let request_id = request_id();
     let (parts, body) = req.into_parts();
@@ -419,6 +421,7 @@ async fn handle(
     };
 
     let mut extra_headers = Vec::new();
+    let mut trickle = None;
     let outcome = match admitted {
         Err(e) => Err(e),
         Ok(admitted) => {
@@ -437,6 +440,23 @@ async fn handle(
                 }
                 Some(Fault::Delay(d)) => {
                     tokio::time::sleep(d).await;
+                    run_action(&shared, admitted).await
+                }
+                Some(Fault::ResetAfterProcessing) => {
+                    let _ = run_action(&shared, admitted).await;
+                    ex.finish(&shared, 0, None, None);
+                    reset.notify_one();
+                    return std::future::pending().await;
+                }
+                Some(Fault::BadSignature) => run_action(&shared, admitted).await.map(|mut v| {
+                    let mut junk = [0u8; 70];
+                    OsRng.fill_bytes(&mut junk);
+                    v["Value"] =
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(junk));
+                    v
+                }),
+                Some(Fault::Trickle(every)) => {
+                    trickle = Some(every);
                     run_action(&shared, admitted).await
                 }
                 Some(other) => {
@@ -478,9 +498,58 @@ async fn handle(
     for (name, value) in extra_headers {
         response = response.header(name, value);
     }
+    let body = Bytes::from(body);
+    let body = match trickle {
+        None => Either::Left(Full::new(body)),
+        Some(every) => Either::Right(Trickle::new(body, every)),
+    };
     response
-        .body(Full::new(Bytes::from(body)))
+        .body(body)
         .expect("static response parts are valid")
+}
+
+/// A response body sent one byte per interval ([`Fault::Trickle`]).
+pub struct Trickle {
+    rest: Bytes,
+    every: Duration,
+    next: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Trickle {
+    fn new(rest: Bytes, every: Duration) -> Self {
+        Trickle {
+            rest,
+            every,
+            next: Box::pin(tokio::time::sleep(every)),
+        }
+    }
+}
+
+impl hyper::body::Body for Trickle {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        if self.next.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let every = self.every;
+        let at = tokio::time::Instant::now() + every;
+        self.next.as_mut().reset(at);
+        let byte = self.rest.split_to(1);
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(byte))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.rest.len() as u64)
+    }
 }
 
 /// The gateway's checks: method, path, signature, nonce, API version and action. Fills the
