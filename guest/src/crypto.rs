@@ -136,7 +136,7 @@ impl PublicKey {
         match rsa::RsaPublicKey::from_public_key_pem(pem.trim()) {
             Ok(k) if matches!(k.size() * 8, 2048 | 3072 | 4096) => Ok(PublicKey::Rsa(k)),
             Ok(k) => Err(format!(
-                "the RSA key has {} bits; cosign keys in KMS are RSA_2048 or RSA_3072",
+                "the RSA key has {} bits; cosign keys in KMS are RSA_2048, RSA_3072 or RSA_4096",
                 k.size() * 8
             )),
             Err(_) => Err(describe_unsupported_key(pem)),

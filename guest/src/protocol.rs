@@ -177,10 +177,12 @@ pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Res
     match method.as_str() {
         // No network and no credentials: cosign exits if these fail.
         "defaultAlgorithm" => {
-            return success(
-                "defaultAlgorithm",
-                json!({ "defaultAlgorithm": signer::DEFAULT_ALGORITHM }),
-            )
+            return match signer.default_algorithm() {
+                Ok(algorithm) => {
+                    success("defaultAlgorithm", json!({ "defaultAlgorithm": algorithm }))
+                }
+                Err(e) => error(format!("defaultAlgorithm: {e}")),
+            }
         }
         "supportedAlgorithms" => {
             return success(
@@ -284,7 +286,12 @@ fn dispatch(
                 .create_key
                 .and_then(|c| c.algorithm)
                 .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| signer::DEFAULT_ALGORITHM.to_string());
+                .unwrap_or_else(|| {
+                    signer
+                        .default_algorithm()
+                        .unwrap_or(signer::DEFAULT_ALGORITHM)
+                        .to_string()
+                });
             match signer.create_key(&key_ref, &algorithm) {
                 Ok(key) => success("createKey", json!({ "publicKeyPEM": b64(key.to_pem()) })),
                 Err(e) => error(format!("createKey: {e}")),
@@ -453,7 +460,7 @@ mod tests {
                 "supportedAlgorithms" => {
                     assert_eq!(
                         v,
-                        json!({"supportedAlgorithms": {"supportedAlgorithms": ["EC_P256", "RSA_2048", "RSA_3072"]}})
+                        json!({"supportedAlgorithms": {"supportedAlgorithms": ["EC_P256", "RSA_2048", "RSA_3072", "RSA_4096"]}})
                     )
                 }
                 m => assert!(err(&v).contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{m}: {v}"),

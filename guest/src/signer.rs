@@ -13,19 +13,50 @@ use std::io::Read;
 
 pub const DEFAULT_ALGORITHM: &str = "EC_P256";
 
+/// Sets what `defaultAlgorithm` answers, so `cosign generate-key-pair --kms` (which always
+/// creates the default) can make an RSA key.
+pub const DEFAULT_ALGORITHM_VAR: &str = "SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM";
+
 /// Algorithms `createKey` accepts, with the KMS key spec each creates: the KMS names (what
 /// `supportedAlgorithms` lists) and sigstore's names for the same keys.
 const ALGORITHMS: &[(&str, &str)] = &[
     ("EC_P256", "EC_P256"),
     ("RSA_2048", "RSA_2048"),
     ("RSA_3072", "RSA_3072"),
+    ("RSA_4096", "RSA_4096"),
     ("ecdsa-sha2-256-nistp256", "EC_P256"),
     ("rsa-sign-pkcs1-2048-sha256", "RSA_2048"),
     ("rsa-sign-pkcs1-3072-sha256", "RSA_3072"),
+    ("rsa-sign-pkcs1-4096-sha256", "RSA_4096"),
 ];
 
 pub fn supported_algorithms() -> Vec<String> {
-    vec!["EC_P256".into(), "RSA_2048".into(), "RSA_3072".into()]
+    ["EC_P256", "RSA_2048", "RSA_3072", "RSA_4096"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// What `defaultAlgorithm` answers: [`DEFAULT_ALGORITHM`], or the KMS name of the algorithm
+/// [`DEFAULT_ALGORITHM_VAR`] names (in either naming), checked without any request.
+pub fn default_algorithm(var: Option<&str>) -> Result<&'static str, String> {
+    let Some(value) = var.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_ALGORITHM);
+    };
+    ALGORITHMS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(value))
+        .map(|(_, spec)| *spec)
+        .ok_or_else(|| {
+            format!(
+                "{DEFAULT_ALGORITHM_VAR}={value:?} is not an algorithm this plugin supports; \
+                 accepted: {}",
+                ALGORITHMS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 /// How a key signs, from its KMS key spec.
@@ -103,6 +134,11 @@ impl<'a> Signer<'a> {
         Signer { transport, env }
     }
 
+    /// What `defaultAlgorithm` answers here (see [`default_algorithm`]).
+    pub fn default_algorithm(&self) -> Result<&'static str, String> {
+        default_algorithm((self.env)(DEFAULT_ALGORITHM_VAR).as_deref())
+    }
+
     fn session(&self, key_ref: &str) -> Result<Session<'a>, SignerError> {
         let key = keyref::parse(key_ref).map_err(|e| SignerError::InvalidInput(e.to_string()))?;
         let creds = credentials::resolve(self.env, self.transport)
@@ -159,7 +195,17 @@ impl<'a> Signer<'a> {
         let created: kms::KeyMetadataResponse = s
             .client
             .call(kms::create_key(spec, s.key.instance_id.as_deref()))
-            .map_err(|e| s.advise(e))?;
+            .map_err(|e| match s.key.instance_id {
+                // KMS keeps RSA_4096 for keys in a KMS instance (document 480161).
+                None if spec == "RSA_4096" && e.code() == Some("InvalidParameter") => {
+                    SignerError::InvalidInput(format!(
+                        "RSA_4096 keys live in a KMS instance: name yours in the key URI, \
+                         alibabakms://{}/kst-…/{} ({e})",
+                        s.key.endpoint, alias
+                    ))
+                }
+                _ => s.advise(e),
+            })?;
         let key_id = created.key_metadata.key_id;
         let version = created.key_metadata.primary_key_version;
         // Naming the key and reading its public key do not depend on each other: when KMS
@@ -447,15 +493,15 @@ impl Session<'_> {
         }
         match meta.key_spec.as_str() {
             "EC_P256" => Ok(Kind::EcP256),
-            "RSA_2048" | "RSA_3072" => Ok(Kind::Rsa),
+            "RSA_2048" | "RSA_3072" | "RSA_4096" => Ok(Kind::Rsa),
             "EC_P256K" | "EC_SM2" => Err(SignerError::InvalidInput(format!(
-                "key {key} is {}, which is not supported by cosign; use an EC_P256, RSA_2048 \
-                 or RSA_3072 key",
+                "key {key} is {}, which is not supported by cosign; use an EC_P256, RSA_2048, \
+                 RSA_3072 or RSA_4096 key",
                 meta.key_spec
             ))),
             other => Err(SignerError::InvalidInput(format!(
                 "key {key} has key spec {other:?}, which cannot sign for cosign; use an \
-                 EC_P256, RSA_2048 or RSA_3072 key"
+                 EC_P256, RSA_2048, RSA_3072 or RSA_4096 key"
             ))),
         }
     }

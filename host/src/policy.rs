@@ -35,6 +35,8 @@ pub const GUEST_ENV_VARS: &[&str] = &[
     IMDS_ENDPOINT_ENV,
     CREDENTIALS_URI_ENV,
     "SIGSTORE_ALIBABAKMS_TIMEOUT",
+    // What defaultAlgorithm answers (guest/src/signer.rs DEFAULT_ALGORITHM_VAR).
+    "SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM",
     DEBUG_ENV,
 ];
 

@@ -20,7 +20,7 @@ fn algorithm_queries_touch_nothing() {
     );
     assert_eq!(
         r.ok("supportedAlgorithms")["supportedAlgorithms"],
-        json!(["EC_P256", "RSA_2048", "RSA_3072"])
+        json!(["EC_P256", "RSA_2048", "RSA_3072", "RSA_4096"])
     );
 }
 

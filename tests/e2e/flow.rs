@@ -171,7 +171,7 @@ fn the_captured_cosign_calls_work() {
             }
             "supportedAlgorithms" => assert_eq!(
                 run.ok("supportedAlgorithms")["supportedAlgorithms"],
-                json!(["EC_P256", "RSA_2048", "RSA_3072"])
+                json!(["EC_P256", "RSA_2048", "RSA_3072", "RSA_4096"])
             ),
             "createKey" => pem = Some(pem_of(run.ok("createKey"))),
             "publicKey" => assert_eq!(Some(pem_of(run.ok("publicKey"))), pem),

@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use alibabakms_emulator::{KeyState, VersionOrder};
+use serde_json::json;
 use sha2::Digest;
 use std::time::{Duration, SystemTime};
 
@@ -27,9 +28,10 @@ fn digest(hash: u64, message: &[u8]) -> Vec<u8> {
 fn every_algorithm_and_hash_signs_and_verifies_on_every_path() {
     alibabakms_emulator::prewarm_rsa_keys("RSA_2048", 1);
     alibabakms_emulator::prewarm_rsa_keys("RSA_3072", 1);
+    alibabakms_emulator::prewarm_rsa_keys("RSA_4096", 1);
     let emu = emulator();
     let env = env_for(&emu);
-    let cases: [Case; 3] = [
+    let cases: [Case; 4] = [
         (
             "ecdsa-sha2-256-nistp256",
             "EC_P256",
@@ -37,11 +39,17 @@ fn every_algorithm_and_hash_signs_and_verifies_on_every_path() {
         ),
         ("rsa-sign-pkcs1-2048-sha256", "RSA_2048", &[SHA256]),
         ("RSA_3072", "RSA_3072", &[SHA256]),
+        // KMS makes RSA_4096 keys in KMS instances only.
+        ("rsa-sign-pkcs1-4096-sha256", "RSA_4096", &[SHA256]),
     ];
     let message = b"v1.2.3 release manifest".repeat(100);
     for (algorithm, spec, hashes) in cases {
+        let instance = match spec {
+            "RSA_4096" => alibabakms_emulator::DEFAULT_KMS_INSTANCE_ID,
+            _ => "",
+        };
         let key = format!(
-            "{}//alias/{}",
+            "{}/{instance}/alias/{}",
             emu.endpoint(),
             spec.to_lowercase().replace('_', "-")
         );
@@ -106,9 +114,58 @@ fn every_algorithm_and_hash_signs_and_verifies_on_every_path() {
     assert_eq!(verify.params["Algorithm"], "RSA_PKCS1_SHA_256");
     assert_eq!(unb64(&verify.params["Digest"]).len(), 32);
     assert!(
-        unb64(&verify.params["Value"]).len() >= 384,
-        "a 3072-bit signature"
+        unb64(&verify.params["Value"]).len() == 512,
+        "a 4096-bit signature"
     );
+}
+
+#[test]
+fn the_default_algorithm_is_chosen_by_a_variable_without_any_request() {
+    let emu = emulator();
+    let key = format!("{}//alias/default", emu.endpoint());
+    let default_with = |value: &str| {
+        let mut env = env_for(&emu);
+        env.push(("SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM".into(), value.into()));
+        call(&env, &key, "defaultAlgorithm", json!({}), b"")
+    };
+    for (value, answer) in [
+        ("RSA_4096", "RSA_4096"),
+        ("rsa-sign-pkcs1-3072-sha256", "RSA_3072"),
+        ("rsa_2048", "RSA_2048"),
+        ("", "EC_P256"),
+    ] {
+        assert_eq!(
+            default_with(value).ok("defaultAlgorithm")["defaultAlgorithm"],
+            answer,
+            "{value:?}"
+        );
+    }
+    let e = default_with("RSA_1024").err().to_string();
+    assert!(
+        e.contains("SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM=\"RSA_1024\"")
+            && e.contains("EC_P256, RSA_2048, RSA_3072, RSA_4096"),
+        "{e}"
+    );
+    assert_eq!(emu.stats().total_requests, 0);
+    assert_eq!(
+        call(&env_for(&emu), &key, "supportedAlgorithms", json!({}), b"").ok("supportedAlgorithms")
+            ["supportedAlgorithms"],
+        json!(["EC_P256", "RSA_2048", "RSA_3072", "RSA_4096"])
+    );
+}
+
+#[test]
+fn an_rsa_4096_key_outside_a_kms_instance_says_where_it_must_live() {
+    let emu = emulator();
+    let key = format!("{}//alias/big", emu.endpoint());
+    let e = create_key(&env_for(&emu), &key, "RSA_4096")
+        .err()
+        .to_string();
+    assert!(
+        e.contains("KMS instance") && e.contains("/kst-…/alias/big"),
+        "{e}"
+    );
+    assert!(emu.alias_target("alias/big").is_none());
 }
 
 #[test]

@@ -229,6 +229,21 @@ impl World {
         format!("alibabakms://{}//alias/{alias}", self.emu.endpoint())
     }
 
+    /// An alias reference whose new keys are made in the emulator's KMS instance.
+    pub fn key_in_instance(&self, alias: &str) -> String {
+        format!(
+            "alibabakms://{}/{}/alias/{alias}",
+            self.emu.endpoint(),
+            alibabakms_emulator::DEFAULT_KMS_INSTANCE_ID
+        )
+    }
+
+    /// Sets a variable for every later cosign command (and so for the plugin).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.into(), value.into()));
+    }
+
     /// A file in the test's working directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.join("work").join(name)

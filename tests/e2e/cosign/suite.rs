@@ -4,6 +4,7 @@
 use super::{cosign, CosignBin, Registry, World};
 use crate::harness::{create_key, emulator, env_for, openssl_verify, pem_of, unb64};
 use std::path::Path;
+use std::process::Command;
 
 /// Each test runs for cosign 2.x and 3.x, each inside its own network namespace.
 macro_rules! for_both_lines {
@@ -32,6 +33,7 @@ for_both_lines!(
     blob_signed_through_kms_verifies_through_kms_offline_and_with_openssl,
     image_sign_verify_attest_verify_attestation,
     rsa_keys_sign_blobs_and_images,
+    generate_key_pair_makes_an_rsa_4096_key_when_told_and_it_signs_an_image,
     a_missing_alias_is_a_readable_error,
 );
 
@@ -282,5 +284,44 @@ fn a_missing_alias_is_a_readable_error(c: CosignBin) {
         );
     }
     assert!(!w.file("out.sig").exists() && !w.file("out.json").exists());
+    w.finish();
+}
+
+fn generate_key_pair_makes_an_rsa_4096_key_when_told_and_it_signs_an_image(c: CosignBin) {
+    alibabakms_emulator::prewarm_rsa_keys("RSA_4096", 1);
+    let mut w = World::new(c, emulator());
+    let registry = Registry::start(&w.dir);
+    let image = registry.push_image("big-rsa", b"layer of the rsa-4096 image");
+    // cosign asks the plugin for its default algorithm; the variable changes the answer.
+    w.set_env("SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM", "RSA_4096");
+    let key = w.key_in_instance("rsa-4096");
+    let pem = generate(&w, &key);
+    let bits = Command::new("openssl")
+        .args(["pkey", "-pubin", "-noout", "-text"])
+        .stdin(std::fs::File::open(w.file("cosign.pub")).unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bits.stdout);
+    assert!(text.contains("4096 bit"), "{text}\n{pem}");
+    let mut sign = vec!["sign", "--key", &key];
+    sign.extend(w.private_signing());
+    sign.extend(["--yes", &image]);
+    w.ok(&sign);
+    for verifier in [key.as_str(), "cosign.pub"] {
+        w.ok(&[
+            "verify",
+            "--key",
+            verifier,
+            "--insecure-ignore-tlog",
+            &image,
+        ]);
+    }
+    // A value the plugin does not know stops cosign with the plugin's words.
+    w.set_env("SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM", "RSA_1024");
+    let stderr = w.fails(&["generate-key-pair", "--kms", &w.key_in_instance("nope")]);
+    assert!(
+        stderr.contains("SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM") && stderr.contains("RSA_4096"),
+        "{stderr}"
+    );
     w.finish();
 }

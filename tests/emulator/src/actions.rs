@@ -253,6 +253,15 @@ fn create_key(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
         Some(id) if ctx.state.kms_instances.contains(id) => Some(id.to_string()),
         Some(id) => return Err(ApiError::dkms_instance_not_found(id)),
     };
+    // RSA_4096 exists only for keys in a KMS instance (document 480161). What the shared
+    // store answers for it is not documented; this is the emulator's choice of message.
+    if dkms_instance_id.is_none() && crate::state::INSTANCE_ONLY_KEY_SPECS.contains(&spec.as_str())
+    {
+        return Err(ApiError::invalid_parameter(
+            "KeySpec",
+            format!("{spec} keys can only be created in a KMS instance (DKMSInstanceId)."),
+        ));
+    }
     // A key in a KMS instance takes the instance's protection (software instances here).
     let protection_level = if dkms_instance_id.is_some() {
         "SOFTWARE"

@@ -330,6 +330,7 @@ pub fn prewarm_rsa_keys(spec: &str, count: usize) {
     match spec {
         "RSA_2048" => rsa_pool::prewarm(2048, count),
         "RSA_3072" => rsa_pool::prewarm(3072, count),
+        "RSA_4096" => rsa_pool::prewarm(4096, count),
         _ => {}
     }
 }

@@ -106,7 +106,7 @@ pub fn wait_ready(bits: usize, count: usize) {
 }
 
 fn generate(bits: usize) -> RsaPrivateKey {
-    RsaPrivateKey::new(&mut OsRng, bits).expect("RSA key generation succeeds for 2048/3072 bits")
+    RsaPrivateKey::new(&mut OsRng, bits).expect("RSA key generation succeeds for 2048-4096 bits")
 }
 
 /// Starts the filler thread of `bits`, which makes keys until the pool has what is wanted.

@@ -32,8 +32,14 @@ pub const KNOWN_KEY_SPECS: [&str; 12] = [
 ];
 
 /// Key specs this emulator can create (it holds real key material for them).
-pub const SUPPORTED_KEY_SPECS: [&str; 5] =
-    ["RSA_2048", "RSA_3072", "EC_P256", "EC_P256K", "EC_SM2"];
+pub const SUPPORTED_KEY_SPECS: [&str; 6] = [
+    "RSA_2048", "RSA_3072", "RSA_4096", "EC_P256", "EC_P256K", "EC_SM2",
+];
+
+/// Specs KMS offers only for keys in a KMS instance (KMS 3.0 software keys; help.aliyun.com
+/// document 480161, "Key management types and key specifications"), not in the shared key
+/// store.
+pub const INSTANCE_ONLY_KEY_SPECS: [&str; 1] = ["RSA_4096"];
 
 pub const USAGE_SIGN_VERIFY: &str = "SIGN/VERIFY";
 pub const USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT/DECRYPT";
@@ -106,7 +112,7 @@ pub enum KeyMaterial {
     EcP256k(k256::ecdsa::SigningKey),
     /// SM2 (`EC_SM2`).
     Sm2(Box<sm2::dsa::SigningKey>),
-    /// `RSA_2048` / `RSA_3072`.
+    /// `RSA_2048` / `RSA_3072` / `RSA_4096`.
     Rsa(Box<rsa::RsaPrivateKey>),
 }
 
@@ -151,6 +157,7 @@ impl KeyMaterial {
             }
             "RSA_2048" => KeyMaterial::Rsa(Box::new(rsa_pool::take(2048))),
             "RSA_3072" => KeyMaterial::Rsa(Box::new(rsa_pool::take(3072))),
+            "RSA_4096" => KeyMaterial::Rsa(Box::new(rsa_pool::take(4096))),
             other => unreachable!("check_spec accepted {other}"),
         })
     }
@@ -643,7 +650,7 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_specs_are_invalid_parameters() {
-        for spec in ["RSA_4096", "Aliyun_AES_256", "HMAC_SHA256"] {
+        for spec in ["Aliyun_AES_256", "HMAC_SHA256"] {
             let e = KeyMaterial::generate(spec).err().unwrap();
             assert_eq!((e.status, e.code.as_str()), (400, "InvalidParameter"));
             assert!(e.message.contains("does not implement"), "{spec}");

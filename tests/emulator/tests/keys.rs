@@ -190,7 +190,8 @@ fn rsa_keys_sign_pkcs1_and_pss_that_verify_with_the_rsa_crate() {
     let r = sign(&mut c, &key, &version, "ECDSA_SHA_256", &digest[..31]);
     assert_eq!(code(&r), (400, "InvalidParameter"));
 
-    // Specs KMS has but the emulator does not implement, and usages it lacks.
+    // A spec the emulator does not implement, one KMS keeps for KMS instances (no
+    // DKMSInstanceId here), and usages it lacks.
     for spec in ["RSA_4096", "Aliyun_AES_256"] {
         let r = c.call("CreateKey", &[("KeySpec", spec)]);
         assert_eq!(code(&r), (400, "InvalidParameter"), "{spec}");
