@@ -3,7 +3,6 @@
 //! answer checked. cosign 3.1 sends a digest *and* the whole payload on stdin, and asks for the
 //! public key again and again; both must work exactly as captured.
 
-use crate::flow::future_deadlines;
 use crate::harness::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -39,15 +38,7 @@ fn replay(version: &str, calls: &[Value]) -> usize {
     for call in calls {
         let command = call["command"].as_str().unwrap();
         let what = format!("cosign {version} `{command}`");
-        let argv: Vec<String> = call["argv"].as_array().unwrap()[1..]
-            .iter()
-            .map(|a| {
-                a.as_str()
-                    .unwrap()
-                    .replace("kms.cn-hangzhou.aliyuncs.com", &emu.endpoint())
-            })
-            .map(|a| future_deadlines(&a).unwrap_or(a))
-            .collect();
+        let argv = replayed_argv(call, &emu);
         let mut request: Value = serde_json::from_str(&argv[1]).unwrap();
         let stdin = unb64(call["stdin_base64"].as_str().unwrap());
         let method = call["method"].as_str().unwrap();

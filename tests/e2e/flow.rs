@@ -153,15 +153,7 @@ fn the_captured_cosign_calls_work() {
     let mut pem = None;
     for line in alibabakms_fixtures::lines(alibabakms_fixtures::CLIPLUGIN_V1_CALLS) {
         let c: serde_json::Value = serde_json::from_str(line).unwrap();
-        let argv: Vec<String> = c["argv"].as_array().unwrap()[1..]
-            .iter()
-            .map(|a| {
-                a.as_str()
-                    .unwrap()
-                    .replace("kms.cn-hangzhou.aliyuncs.com", &emu.endpoint())
-            })
-            .map(|a| future_deadlines(&a).unwrap_or(a))
-            .collect();
+        let argv = replayed_argv(&c, &emu);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let stdin = unb64(c["stdin_base64"].as_str().unwrap());
         let run = run_raw(&env, &argv, &stdin);

@@ -73,16 +73,6 @@ fn run_bounded(
     (stdout, stderr, elapsed)
 }
 
-/// RFC 3339 with nanoseconds, as cosign sends `ctxDeadline`.
-fn rfc3339(t: SystemTime) -> String {
-    let nanos = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let whole = alibabakms_emulator::clock::format_iso8601(t);
-    format!("{}.{nanos:09}Z", whole.trim_end_matches('Z'))
-}
-
 /// A request for `method` with cosign's deadline `secs` from now.
 fn with_deadline(key: &str, method: &str, body: serde_json::Value, secs: u64) -> String {
     let mut req: serde_json::Value = serde_json::from_str(&request(key, method, body, 5)).unwrap();

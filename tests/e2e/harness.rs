@@ -350,3 +350,27 @@ pub fn assert_no_chunked(emu: &Emulator) {
         "chunked metadata requests"
     );
 }
+
+/// RFC 3339 with nanoseconds, as cosign sends `ctxDeadline`.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let nanos = t
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let whole = alibabakms_emulator::clock::format_iso8601(t);
+    format!("{}.{nanos:09}Z", whole.trim_end_matches('Z'))
+}
+
+/// The argv (after the program name) of a captured call, pointed at `emu` and with its
+/// passed `ctxDeadline`s moved into the future.
+pub fn replayed_argv(call: &Value, emu: &Emulator) -> Vec<String> {
+    call["argv"].as_array().expect("argv")[1..]
+        .iter()
+        .map(|a| {
+            a.as_str()
+                .expect("argv strings")
+                .replace("kms.cn-hangzhou.aliyuncs.com", &emu.endpoint())
+        })
+        .map(|a| crate::flow::future_deadlines(&a).unwrap_or(a))
+        .collect()
+}

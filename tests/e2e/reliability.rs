@@ -18,16 +18,6 @@ fn keyed() -> (Emulator, Vec<(String, String)>, String) {
     (emu, env, key_ref)
 }
 
-/// RFC 3339 with nanoseconds, as cosign sends `ctxDeadline`.
-fn rfc3339(t: SystemTime) -> String {
-    let nanos = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let whole = alibabakms_emulator::clock::format_iso8601(t);
-    format!("{}.{nanos:09}Z", whole.trim_end_matches('Z'))
-}
-
 /// signMessage of `msg` with `ctxDeadline` in initOptions.
 fn sign_with_deadline(env: &[(String, String)], key_ref: &str, deadline: SystemTime) -> Run {
     let body = json!({"signOptions": {"rpcOptions": rpc(), "messageOptions": {"digest": null}}});

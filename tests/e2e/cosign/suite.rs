@@ -9,19 +9,16 @@ use std::process::Command;
 /// Each test runs for cosign 2.x and 3.x, each inside its own network namespace.
 macro_rules! for_both_lines {
     ($($name:ident),* $(,)?) => {
-        mod v2 {
+        for_both_lines!(@line v2, 2, $($name),*);
+        for_both_lines!(@line v3, 3, $($name),*);
+    };
+    (@line $module:ident, $line:literal, $($name:ident),*) => {
+        mod $module {
             $(#[test]
             fn $name() {
-                if super::super::run_here(concat!("cosign::suite::v2::", stringify!($name))) {
-                    super::$name(super::cosign(2));
-                }
-            })*
-        }
-        mod v3 {
-            $(#[test]
-            fn $name() {
-                if super::super::run_here(concat!("cosign::suite::v3::", stringify!($name))) {
-                    super::$name(super::cosign(3));
+                let test = concat!("cosign::suite::", stringify!($module), "::", stringify!($name));
+                if super::super::run_here(test) {
+                    super::$name(super::cosign($line));
                 }
             })*
         }
@@ -65,6 +62,14 @@ fn sign_blob(w: &World, key: &str, file: &str) -> String {
     args.extend(["--yes", file]);
     w.ok(&args);
     out
+}
+
+/// `cosign sign` of `image` with `key`, in the private flow.
+fn sign_image(w: &World, key: &str, image: &str) {
+    let mut sign = vec!["sign", "--key", key];
+    sign.extend(w.private_signing());
+    sign.extend(["--yes", image]);
+    w.ok(&sign);
 }
 
 /// `cosign verify-blob` of `file` against what [`sign_blob`] wrote, with a KMS key reference
@@ -153,10 +158,7 @@ fn image_sign_verify_attest_verify_attestation(c: CosignBin) {
     let key = w.key("cosign-key");
     generate(&w, &key);
 
-    let mut sign = vec!["sign", "--key", &key];
-    sign.extend(w.private_signing());
-    sign.extend(["--yes", &image]);
-    w.ok(&sign);
+    sign_image(&w, &key, &image);
     let digest = image.rsplit_once('@').unwrap().1;
     for verifier in [key.as_str(), "cosign.pub"] {
         let out = w.ok(&[
@@ -244,10 +246,7 @@ fn rsa_keys_sign_blobs_and_images(c: CosignBin) {
             "sha256"
         ));
 
-        let mut sign = vec!["sign", "--key", &key];
-        sign.extend(w.private_signing());
-        sign.extend(["--yes", &image]);
-        w.ok(&sign);
+        sign_image(&w, &key, &image);
         for verifier in [key.as_str(), pub_file.as_str()] {
             w.ok(&[
                 "verify",
@@ -303,10 +302,7 @@ fn generate_key_pair_makes_an_rsa_4096_key_when_told_and_it_signs_an_image(c: Co
         .unwrap();
     let text = String::from_utf8_lossy(&bits.stdout);
     assert!(text.contains("4096 bit"), "{text}\n{pem}");
-    let mut sign = vec!["sign", "--key", &key];
-    sign.extend(w.private_signing());
-    sign.extend(["--yes", &image]);
-    w.ok(&sign);
+    sign_image(&w, &key, &image);
     for verifier in [key.as_str(), "cosign.pub"] {
         w.ok(&[
             "verify",
