@@ -47,6 +47,7 @@ fn main() -> Result<(), BoxError> {
     for path in [
         "../guest/src",
         "../guest/Cargo.toml",
+        "../guest/contract",
         "../wit",
         "../Cargo.lock",
         "../Cargo.toml",

@@ -14,7 +14,7 @@ pub mod keyref;
 pub mod kms;
 pub mod protocol;
 pub mod retry;
-pub mod rfc3339;
+pub use alibabakms_contract::rfc3339;
 pub mod signer;
 pub mod transport;
 pub mod untrusted;

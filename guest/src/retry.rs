@@ -13,10 +13,10 @@ use crate::transport::{HttpResponse, TransportError};
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 
-/// Overall limit of one call when cosign sends no `ctxDeadline`.
-pub const DEFAULT_LIMIT: Duration = Duration::from_secs(60);
+/// Overall limit of one call when cosign sends no `ctxDeadline` (the host's backstop follows it).
+pub use alibabakms_contract::DEFAULT_LIMIT;
 /// Overrides [`DEFAULT_LIMIT`], in seconds.
-pub const TIMEOUT_VAR: &str = "SIGSTORE_ALIBABAKMS_TIMEOUT";
+pub const TIMEOUT_VAR: &str = alibabakms_contract::vars::TIMEOUT;
 /// How long before cosign's deadline the plugin gives up, so its answer is written before
 /// cosign kills the process.
 pub const MARGIN: Duration = Duration::from_millis(150);
@@ -64,17 +64,7 @@ impl Deadline {
 
 /// The limit without a `ctxDeadline`: [`TIMEOUT_VAR`] seconds when set and valid.
 pub fn default_limit(var: Option<String>) -> Result<Duration, String> {
-    match var.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(DEFAULT_LIMIT),
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| {
-                format!("{TIMEOUT_VAR}={v:?} is not a number of seconds between 0 and 86400")
-            }),
-    }
+    alibabakms_contract::time_limit(var.as_deref())
 }
 
 thread_local! {

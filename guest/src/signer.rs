@@ -15,7 +15,7 @@ pub const DEFAULT_ALGORITHM: &str = "EC_P256";
 
 /// Sets what `defaultAlgorithm` answers, so `cosign generate-key-pair --kms` (which always
 /// creates the default) can make an RSA key.
-pub const DEFAULT_ALGORITHM_VAR: &str = "SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM";
+pub const DEFAULT_ALGORITHM_VAR: &str = alibabakms_contract::vars::DEFAULT_ALGORITHM;
 
 /// Algorithms `createKey` accepts, with the KMS key spec each creates: the KMS names (what
 /// `supportedAlgorithms` lists) and sigstore's names for the same keys.

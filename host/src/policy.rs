@@ -6,39 +6,13 @@
 
 use std::fmt;
 
+use alibabakms_contract::vars;
 use http::Uri;
 
 /// Environment variables passed to the guest when set: the credential chain's own variables
-/// and the plugin's debug switch. Nothing else of the host's environment is visible inside.
-pub const GUEST_ENV_VARS: &[&str] = &[
-    "ALIBABA_CLOUD_ACCESS_KEY_ID",
-    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-    "ALIBABA_CLOUD_SECURITY_TOKEN",
-    "ALICLOUD_ACCESS_KEY",
-    "ALICLOUD_SECRET_KEY",
-    "ALICLOUD_ACCESS_KEY_STS_TOKEN",
-    "ALIBABA_CLOUD_PROFILE",
-    "ALIBABA_CLOUD_CLI_PROFILE_DISABLED",
-    "ALIBABA_CLOUD_ROLE_ARN",
-    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
-    "ALIBABA_CLOUD_ROLE_SESSION_NAME",
-    "ALICLOUD_ROLE_SESSION_NAME",
-    "ALIBABA_CLOUD_ROLE_SESSION_EXPIRATION",
-    "ALICLOUD_ROLE_SESSION_EXPIRATION",
-    STS_ENDPOINT_ENV,
-    "ALIBABA_CLOUD_STS_REGION",
-    "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED",
-    "ALIBABA_CLOUD_ECS_METADATA",
-    "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
-    "ALIBABA_CLOUD_IMDSV1_DISABLED",
-    "ALIBABA_CLOUD_IMDSV2_DISABLED",
-    IMDS_ENDPOINT_ENV,
-    CREDENTIALS_URI_ENV,
-    "SIGSTORE_ALIBABAKMS_TIMEOUT",
-    // What defaultAlgorithm answers (guest/src/signer.rs DEFAULT_ALGORITHM_VAR).
-    "SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM",
-    DEBUG_ENV,
-];
+/// and the plugin's switches, as the guest reads them. Nothing else of the host's environment
+/// is visible inside.
+pub const GUEST_ENV_VARS: &[&str] = vars::PASSED;
 
 /// A credential file the chain reads: the variable that names it (and that the guest reads,
 /// with the path as the guest sees it), the default under the home directory, and where its
@@ -52,18 +26,18 @@ struct CredentialFile {
 
 const CREDENTIAL_FILES: &[CredentialFile] = &[
     CredentialFile {
-        var: "ALIBABA_CLOUD_CONFIG_FILE",
+        var: vars::CONFIG_FILE,
         default_in_home: Some(".aliyun/config.json"),
         guest_dir: "/credentials/aliyun-cli",
     },
     CredentialFile {
-        var: "ALIBABA_CLOUD_CREDENTIALS_FILE",
+        var: vars::CREDENTIALS_FILE,
         default_in_home: Some(".alibabacloud/credentials"),
         guest_dir: "/credentials/alibabacloud",
     },
     // RRSA: the projected service-account token; re-read on every run (it rotates).
     CredentialFile {
-        var: "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+        var: vars::OIDC_TOKEN_FILE,
         default_in_home: None,
         guest_dir: "/credentials/oidc",
     },
@@ -71,14 +45,14 @@ const CREDENTIAL_FILES: &[CredentialFile] = &[
 
 /// Overrides the STS endpoint (host[:port], optionally with `https://`); its host is allowed
 /// because the user named it in their own environment.
-pub const STS_ENDPOINT_ENV: &str = "ALIBABA_CLOUD_STS_ENDPOINT";
+pub const STS_ENDPOINT_ENV: &str = vars::STS_ENDPOINT;
 
 /// Overrides the ECS instance metadata endpoint (plain HTTP, `http://host[:port]`).
-pub const IMDS_ENDPOINT_ENV: &str = "ALIBABA_CLOUD_IMDS_ENDPOINT";
+pub const IMDS_ENDPOINT_ENV: &str = vars::IMDS_ENDPOINT;
 
 /// A URI answering temporary credentials (`http://` or `https://`); its host is allowed with
 /// its scheme and port.
-pub const CREDENTIALS_URI_ENV: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
+pub const CREDENTIALS_URI_ENV: &str = vars::CREDENTIALS_URI;
 
 /// The ECS instance metadata service: plain HTTP on a link-local address, always allowed (it
 /// hands out the instance RAM role's credentials and nothing else).
@@ -109,7 +83,7 @@ pub struct GrantedDir {
 }
 
 /// Turns on diagnostics on stderr (the guest's and the host's); never prints a secret.
-pub const DEBUG_ENV: &str = "SIGSTORE_ALIBABAKMS_DEBUG";
+pub const DEBUG_ENV: &str = vars::DEBUG;
 
 /// Extra `host[:port]` entries a key URI may name besides Alibaba Cloud's own endpoints.
 pub const ALLOWED_HOSTS_ENV: &str = "SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS";
@@ -140,7 +114,7 @@ pub struct SandboxPolicy {
 /// Set by the host (never taken from the user's environment): the comma-separated names of
 /// the credential-file variables whose file was not shared because its directory is `/` or
 /// contains the home directory, so the guest says so instead of "file not found".
-pub const NOT_SHARED_ENV: &str = "SIGSTORE_ALIBABAKMS_NOT_SHARED";
+pub const NOT_SHARED_ENV: &str = vars::NOT_SHARED;
 
 impl SandboxPolicy {
     /// Builds the policy from the process environment.
@@ -400,7 +374,7 @@ fn shareable_dir(
 }
 
 /// How many `source_profile` links the host follows (the guest refuses deeper chains).
-const MAX_PROFILE_CHAIN: usize = 5;
+use alibabakms_contract::MAX_PROFILE_CHAIN;
 
 /// The directories of the `oidc_token_file`s the selected Aliyun CLI profile uses: the
 /// profile itself when its mode is `OIDC`, and each `source_profile` of a
@@ -533,13 +507,10 @@ impl EnvHost {
 /// `host[:port]` is left out: the guest's request to it is then refused with a clear error.
 fn hosts_named_by_env(lookup: &impl Fn(&str) -> Option<String>) -> Vec<EnvHost> {
     let mut out = Vec::new();
+    // The forms the guest calls, parsed by the same function; a value it refuses, it names.
     if let Some(value) = lookup(STS_ENDPOINT_ENV) {
-        let v = value.trim();
-        let v = v
-            .strip_prefix("https://")
-            .unwrap_or(v)
-            .trim_end_matches('/');
-        if let Ok(host) = HostPort::parse(v) {
+        let host = alibabakms_contract::sts_endpoint(&value).ok();
+        if let Some(Ok(host)) = host.as_deref().map(HostPort::parse) {
             out.push(EnvHost {
                 http: false,
                 host,

@@ -36,15 +36,12 @@ const MEMORY_LIMIT: usize = 256 << 20;
 const BACKSTOP_MARGIN: Duration = Duration::from_secs(2);
 /// The guest's limit without a `ctxDeadline`, unless `SIGSTORE_ALIBABAKMS_TIMEOUT` says
 /// otherwise (the guest reads the same variable: `guest/src/retry.rs`).
-const DEFAULT_LIMIT: Duration = Duration::from_secs(60);
-const TIMEOUT_VAR: &str = "SIGSTORE_ALIBABAKMS_TIMEOUT";
+use alibabakms_contract::{vars::TIMEOUT as TIMEOUT_VAR, DEFAULT_LIMIT};
 /// How often the engine's epoch advances.
 const EPOCH_TICK: Duration = Duration::from_millis(50);
 
 /// The guest's RFC 3339 parser, shared so host and guest read `ctxDeadline` alike.
-#[path = "../../guest/src/rfc3339.rs"]
-#[allow(dead_code)]
-mod rfc3339;
+use alibabakms_contract::rfc3339;
 
 /// The store's data: the WASI contexts and the sandbox's egress.
 struct Host {
@@ -278,9 +275,7 @@ fn backstop(request: Option<&serde_json::Value>, env: &[(String, String)]) -> Du
         None => env
             .iter()
             .find(|(k, _)| k == TIMEOUT_VAR)
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
-            .map(Duration::from_secs_f64)
+            .and_then(|(_, v)| alibabakms_contract::time_limit(Some(v)).ok())
             .unwrap_or(DEFAULT_LIMIT),
     };
     limit + BACKSTOP_MARGIN

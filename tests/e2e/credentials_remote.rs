@@ -329,6 +329,36 @@ fn the_sts_endpoint_must_be_reachable_through_the_sandbox() {
     );
 }
 
+/// Host and guest read ALIBABA_CLOUD_STS_ENDPOINT with one parser: every form the guest calls
+/// is allowed by the sandbox (https:// and a trailing `/` included), and a form it refuses
+/// (plain http://) is named as the variable's fault, not as a missing allow-list entry.
+#[test]
+fn every_sts_endpoint_form_works_or_is_named() {
+    let emu = emulator_with_oidc();
+    let key = with_key(&emu, "stsforms");
+    let with_endpoint = |value: String| {
+        let mut env = oidc_env(&emu, ROLE, OIDC_TOKEN);
+        env.retain(|(k, _)| k != "ALIBABA_CLOUD_STS_ENDPOINT");
+        env.push(("ALIBABA_CLOUD_STS_ENDPOINT".into(), value));
+        public_key(&env, &key)
+    };
+    for value in [
+        emu.sts_endpoint(),
+        format!("https://{}", emu.sts_endpoint()),
+        format!("https://{}/", emu.sts_endpoint()),
+    ] {
+        with_endpoint(value.clone()).ok("publicKey");
+    }
+    let e = with_endpoint(format!("http://{}", emu.sts_endpoint()))
+        .err()
+        .to_string();
+    assert!(
+        e.contains("ALIBABA_CLOUD_STS_ENDPOINT=http://") && e.contains("HTTPS only"),
+        "{e}"
+    );
+    assert!(!e.contains("SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS"), "{e}");
+}
+
 /// The ECS source enabled and pointed at the emulator's metadata listener.
 pub(crate) fn ecs_env(emu: &Emulator) -> Vec<(String, String)> {
     let mut env = base_env(emu, &temp_dir());

@@ -1,6 +1,6 @@
 //! The two time formats the plugin reads: RFC 3339 (cosign's `ctxDeadline`, with up to
 //! nanoseconds and any offset) and the RFC 7231 HTTP-date of a response's `Date` header.
-//! Hand-written and dependency-free so the host can include this very file with `#[path]`.
+//! Hand-written and dependency-free: the contract crate builds for host and guest alike.
 
 use std::time::{Duration, SystemTime};
 

@@ -345,7 +345,7 @@ struct Cli<'a> {
 }
 
 /// How deep `ChainableRamRoleArn` profiles may chain (each link is one AssumeRole).
-const MAX_PROFILE_CHAIN: usize = 5;
+use alibabakms_contract::MAX_PROFILE_CHAIN;
 
 impl Cli<'_> {
     fn profile(
@@ -480,7 +480,7 @@ impl Cli<'_> {
                     )));
                 }
                 let duration = duration()?;
-                let host = sts::endpoint_in(env, Some(&profile.sts_region));
+                let host = sts::endpoint_in(env, Some(&profile.sts_region))?;
                 let session = session
                     .clone()
                     .unwrap_or_else(|| sts::session_name(env, self.now));

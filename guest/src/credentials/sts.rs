@@ -62,21 +62,18 @@ pub fn duration_seconds(
     Ok(seconds as u32)
 }
 
-/// The STS host: `ALIBABA_CLOUD_STS_ENDPOINT` verbatim (a scheme or trailing `/` is dropped),
-/// else `sts[-vpc].<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com`, else `sts.aliyuncs.com`.
-pub fn endpoint(env: EnvLookup<'_>) -> String {
+/// The STS host: what `ALIBABA_CLOUD_STS_ENDPOINT` names (the forms the host's allow-list
+/// takes too: `alibabakms_contract::sts_endpoint`), else
+/// `sts[-vpc].<ALIBABA_CLOUD_STS_REGION>.aliyuncs.com`, else `sts.aliyuncs.com`.
+pub fn endpoint(env: EnvLookup<'_>) -> Result<String, CredentialsError> {
     endpoint_in(env, None)
 }
 
 /// As [`endpoint`], with the STS region of a profile (its `sts_region`), which comes after
 /// `ALIBABA_CLOUD_STS_ENDPOINT` and before `ALIBABA_CLOUD_STS_REGION`.
-pub fn endpoint_in(env: EnvLookup<'_>, region: Option<&str>) -> String {
-    if let Some(e) = var(env, "ALIBABA_CLOUD_STS_ENDPOINT") {
-        let e = e
-            .strip_prefix("https://")
-            .or_else(|| e.strip_prefix("http://"))
-            .unwrap_or(&e);
-        return e.trim_end_matches('/').to_string();
+pub fn endpoint_in(env: EnvLookup<'_>, region: Option<&str>) -> Result<String, CredentialsError> {
+    if let Some(e) = var(env, alibabakms_contract::vars::STS_ENDPOINT) {
+        return alibabakms_contract::sts_endpoint(&e).map_err(CredentialsError);
     }
     let region = region
         .map(str::trim)
@@ -87,9 +84,12 @@ pub fn endpoint_in(env: EnvLookup<'_>, region: Option<&str>) -> String {
         Some(region) => {
             let vpc = var(env, "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            format!("sts{}.{region}.aliyuncs.com", if vpc { "-vpc" } else { "" })
+            Ok(format!(
+                "sts{}.{region}.aliyuncs.com",
+                if vpc { "-vpc" } else { "" }
+            ))
         }
-        None => "sts.aliyuncs.com".into(),
+        None => Ok("sts.aliyuncs.com".into()),
     }
 }
 
@@ -129,7 +129,7 @@ pub fn oidc(
     if token.is_empty() {
         return Err(CredentialsError(format!("{TOKEN_VAR}={path} is empty")));
     }
-    let host = endpoint(env);
+    let host = endpoint(env)?;
     let source = format!("RRSA/OIDC role {role} via {host}");
     let duration = duration_seconds(env, None)?;
     assume_role_with_oidc(
@@ -243,7 +243,7 @@ pub fn assume_role(
     role_arn: &str,
     options: &AssumeOptions<'_>,
 ) -> Result<Credentials, CredentialsError> {
-    let host = endpoint_in(env, options.region);
+    let host = endpoint_in(env, options.region)?;
     let source = format!("role {role_arn} via {host}, assumed with {}", with.source);
     let session = options
         .session
@@ -819,18 +819,28 @@ mod tests {
 
     #[test]
     fn endpoints_and_session_names() {
-        assert_eq!(endpoint(&env(&[])), "sts.aliyuncs.com");
+        assert_eq!(endpoint(&env(&[])).unwrap(), "sts.aliyuncs.com");
         assert_eq!(
-            endpoint(&env(&[("ALIBABA_CLOUD_STS_REGION", "cn-beijing")])),
+            endpoint(&env(&[("ALIBABA_CLOUD_STS_REGION", "cn-beijing")])).unwrap(),
             "sts.cn-beijing.aliyuncs.com"
         );
         assert_eq!(
             endpoint(&env(&[
                 ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
                 ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true")
-            ])),
+            ]))
+            .unwrap(),
             "sts-vpc.cn-beijing.aliyuncs.com"
         );
+        // The forms the host's allow-list takes, and only those.
+        let e = endpoint(&env(&[(
+            "ALIBABA_CLOUD_STS_ENDPOINT",
+            "http://127.0.0.1:9443",
+        )]));
+        assert!(e
+            .unwrap_err()
+            .0
+            .contains("ALIBABA_CLOUD_STS_ENDPOINT=http://127.0.0.1:9443"));
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(42);
         assert_eq!(session_name(&env(&[]), t), "sigstore-kms-alibabakms-42");
         assert_eq!(
