@@ -32,6 +32,21 @@ fn env(name: &str) -> Option<String> {
 
 struct Component;
 
+/// The storage the host grants through the WIT `cache` import.
+struct WitStore;
+
+impl crate::cache::Store for WitStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        sigstore::alibabakms::cache::get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        sigstore::alibabakms::cache::set(key, value)
+    }
+    fn delete(&self, key: &str) {
+        sigstore::alibabakms::cache::delete(key)
+    }
+}
+
 /// stdin, whose every wait ends by the call's deadline: a pipe that stays open without data,
 /// or trickles, ends the call with an answer that says so instead of keeping it past the
 /// point where cosign kills the plugin.
@@ -103,7 +118,7 @@ impl exports::wasi::cli::run::Guest for Component {
             crate::diag::sandbox_line(names, dirs)
         });
         let args: Vec<String> = std::env::args().collect();
-        let signer = Signer::new(&WasiHttp, &env);
+        let signer = Signer::new(&WasiHttp, &env).with_store(&WitStore);
         let response = crate::protocol::handle(&args, &mut DeadlineStdin::new(), &signer);
         let mut out = std::io::stdout();
         // One write of one JSON object: stdout belongs to cosign's protocol.
@@ -189,12 +204,12 @@ impl wit::Guest for Component {
     }
 
     fn create_key(key_ref: String, algorithm: String) -> Result<String, wit::Error> {
-        let s = Signer::new(&WasiHttp, &env);
+        let s = Signer::new(&WasiHttp, &env).with_store(&WitStore);
         Ok(s.create_key(&key_ref, &algorithm)?.to_pem())
     }
 
     fn public_key(key_ref: String, o: wit::CallOptions) -> Result<String, wit::Error> {
-        let s = Signer::new(&WasiHttp, &env);
+        let s = Signer::new(&WasiHttp, &env).with_store(&WitStore);
         Ok(s.public_key(&key_ref, &options(o))?.to_pem())
     }
 
@@ -204,7 +219,7 @@ impl wit::Guest for Component {
         h: wit::HashAlgorithm,
         o: wit::CallOptions,
     ) -> Result<Vec<u8>, wit::Error> {
-        let s = Signer::new(&WasiHttp, &env);
+        let s = Signer::new(&WasiHttp, &env).with_store(&WitStore);
         Ok(with_message(m, |m| {
             s.sign(&key_ref, m, hash(h), &options(o))
         })?)
@@ -217,7 +232,7 @@ impl wit::Guest for Component {
         signature: Vec<u8>,
         o: wit::CallOptions,
     ) -> Result<(), wit::Error> {
-        let s = Signer::new(&WasiHttp, &env);
+        let s = Signer::new(&WasiHttp, &env).with_store(&WitStore);
         Ok(with_message(m, |m| {
             s.verify(&key_ref, m, hash(h), &signature, &options(o))
         })?)

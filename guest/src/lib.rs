@@ -7,6 +7,7 @@
 //! unit-tested natively.
 
 pub mod acs3;
+pub mod cache;
 pub mod credentials;
 pub mod crypto;
 pub mod diag;

@@ -2,6 +2,7 @@
 //! typed `signer` interface): key-version resolution, key creation, signing, verification,
 //! and turning KMS errors into advice a person can act on.
 
+use crate::cache::{self, Cache};
 use crate::credentials::{self, EnvLookup};
 use crate::crypto::{check_rsa_hash, HashAlg, PublicKey};
 use crate::keyref::{self, KeyRef, KeySelector};
@@ -67,6 +68,14 @@ enum Kind {
 }
 
 impl Kind {
+    /// How a public key signs.
+    fn of(key: &PublicKey) -> Kind {
+        match key {
+            PublicKey::P256(_) => Kind::EcP256,
+            PublicKey::Rsa(_) => Kind::Rsa,
+        }
+    }
+
     /// The KMS algorithm and the digest KMS is given for a digest computed with `hash`.
     fn algorithm(self, hash: HashAlg, digest: &[u8]) -> Result<(&'static str, &[u8]), SignerError> {
         match self {
@@ -121,17 +130,32 @@ impl fmt::Display for SignerError {
 pub struct Signer<'a> {
     transport: &'a dyn Transport,
     env: EnvLookup<'a>,
+    store: &'a dyn cache::Store,
 }
 
 /// A parsed reference with a client for its endpoint.
 struct Session<'a> {
     key: KeyRef,
     client: Client<'a>,
+    store: &'a dyn cache::Store,
+    ttl: std::time::Duration,
+    /// Who signs, as cache entries are keyed ([`cache::identity`]).
+    identity: String,
 }
 
 impl<'a> Signer<'a> {
     pub fn new(transport: &'a dyn Transport, env: EnvLookup<'a>) -> Self {
-        Signer { transport, env }
+        Signer {
+            transport,
+            env,
+            store: &cache::NoStore,
+        }
+    }
+
+    /// Keeps key metadata between runs in `store` (see [`cache`]).
+    pub fn with_store(mut self, store: &'a dyn cache::Store) -> Self {
+        self.store = store;
+        self
     }
 
     /// What `defaultAlgorithm` answers here (see [`default_algorithm`]).
@@ -141,8 +165,15 @@ impl<'a> Signer<'a> {
 
     fn session(&self, key_ref: &str) -> Result<Session<'a>, SignerError> {
         let key = keyref::parse(key_ref).map_err(|e| SignerError::InvalidInput(e.to_string()))?;
+        let ttl =
+            cache::ttl((self.env)(cache::TTL_VAR).as_deref()).map_err(SignerError::InvalidInput)?;
         let creds = credentials::resolve(self.env, self.transport)
             .map_err(|e| SignerError::Credentials(e.0))?;
+        let identity = cache::identity(
+            &creds.access_key_id,
+            creds.security_token.is_some(),
+            &creds.source,
+        );
         // An expired STS token (a long run, a token that rotated meanwhile) is refreshed once
         // by running the credential chain again.
         let (env, transport) = (self.env, self.transport);
@@ -150,7 +181,13 @@ impl<'a> Signer<'a> {
             Client::new(self.transport, &key.endpoint, creds).with_refresh(Box::new(move || {
                 credentials::resolve(env, transport).map_err(|e| e.0)
             }));
-        Ok(Session { key, client })
+        Ok(Session {
+            key,
+            client,
+            store: self.store,
+            ttl,
+            identity,
+        })
     }
 
     /// Returns the key an alias names, creating key and alias when the alias is new, so
@@ -246,8 +283,14 @@ impl<'a> Signer<'a> {
 
     pub fn public_key(&self, key_ref: &str, opts: &Options) -> Result<PublicKey, SignerError> {
         let s = self.session(key_ref)?;
-        let version = s.version(opts)?;
-        s.public_key_of(s.key.key_id_param(), &version)
+        let cache = s.cache(opts);
+        if let Some(key) = cache
+            .get()
+            .and_then(|e| PublicKey::from_pem(&e.public_key_pem).ok())
+        {
+            return Ok(key);
+        }
+        s.fresh_public_key(&cache, opts)
     }
 
     pub fn sign(
@@ -259,6 +302,21 @@ impl<'a> Signer<'a> {
     ) -> Result<Vec<u8>, SignerError> {
         let s = self.session(key_ref)?;
         let digest = digest_of(message, hash)?;
+        // With the key's metadata kept from an earlier run: AsymmetricSign alone, checked
+        // against the kept public key. A key KMS says is gone, or a signature that does not
+        // verify against the kept key, drops the entry and goes the whole way once.
+        let cache = s.cache(opts);
+        if let Some(entry) = cache.get() {
+            match s.sign_with(&entry, hash, &digest) {
+                Ok(signature) => return Ok(signature),
+                // Not when KMS is only busy: that is no reason to doubt the entry.
+                Err(SignerError::Kms(e, _)) if e.http_status != 429 && e.http_status < 500 => {
+                    cache.forget()
+                }
+                Err(SignerError::VerificationFailed(_)) => cache.forget(),
+                Err(e) => return Err(e),
+            }
+        }
         let (meta, version) = s.describe_with_version(opts)?;
         let (algorithm, kms_digest) = s.usable(&meta)?.algorithm(hash, &digest)?;
         // The public key comes with the signature, in the same round trip: a signature is
@@ -282,18 +340,16 @@ impl<'a> Signer<'a> {
                 )
             })?;
         let key = s.public_key_from(&meta.key_id, &version, public)?;
-        key.verify(hash, &digest, &signature).map_err(|why| {
-            SignerError::VerificationFailed(format!(
-                "KMS returned a signature that does not verify against the public key of key \
-                 {} version {version} ({why}; AsymmetricSign request id {}); it was not handed \
-                 to cosign. Try again; if it persists, report the request id to Alibaba Cloud",
-                meta.key_id,
-                crate::untrusted::server_text(
-                    &answer.request_id,
-                    crate::untrusted::REQUEST_ID_CHARS
-                )
-            ))
-        })?;
+        check_signature(
+            &key,
+            &meta.key_id,
+            &version,
+            hash,
+            &digest,
+            &signature,
+            &answer,
+        )?;
+        cache.put(&meta.key_id, &version, &key.to_pem());
         Ok(signature)
     }
 
@@ -330,10 +386,43 @@ impl<'a> Signer<'a> {
                 )),
             };
         }
-        let version = s.version(opts)?;
-        let key = s.public_key_of(s.key.key_id_param(), &version)?;
+        // A kept public key that does not verify the signature may be an old one (the key
+        // rotated): unless the version is pinned, ask KMS again once.
+        let cache = s.cache(opts);
+        if let Some(kept) = cache
+            .get()
+            .and_then(|e| PublicKey::from_pem(&e.public_key_pem).ok())
+        {
+            match kept.verify(hash, &digest, signature) {
+                Ok(()) => return Ok(()),
+                Err(why) if s.explicit_version(opts).is_some() => return Err(invalid(why)),
+                Err(_) => cache.forget(),
+            }
+        }
+        let key = s.fresh_public_key(&cache, opts)?;
         key.verify(hash, &digest, signature).map_err(invalid)
     }
+}
+
+/// KMS's signature must verify against the key's public key before cosign gets it.
+fn check_signature(
+    key: &PublicKey,
+    key_id: &str,
+    version: &str,
+    hash: HashAlg,
+    digest: &[u8],
+    signature: &[u8],
+    answer: &kms::SignResponse,
+) -> Result<(), SignerError> {
+    key.verify(hash, digest, signature).map_err(|why| {
+        SignerError::VerificationFailed(format!(
+            "KMS returned a signature that does not verify against the public key of key \
+             {key_id} version {version} ({why}; AsymmetricSign request id {}); it was not \
+             handed to cosign. Try again; if it persists, report the request id to Alibaba \
+             Cloud",
+            crate::untrusted::server_text(&answer.request_id, crate::untrusted::REQUEST_ID_CHARS)
+        ))
+    })
 }
 
 /// Whether a failed request may still have been carried out: no answer came (the connection
@@ -374,7 +463,82 @@ fn digest_of(message: Message<'_>, hash: HashAlg) -> Result<Vec<u8>, SignerError
     }
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// The cache slot of this reference, for the version `opts` pin (or the newest).
+    fn cache(&self, opts: &Options) -> Cache<'a> {
+        let version = self.explicit_version(opts).unwrap_or_default();
+        let instance = self.key.instance_id.as_deref().unwrap_or_default();
+        Cache::new(
+            self.store,
+            self.ttl,
+            &[
+                &self.key.endpoint,
+                instance,
+                self.key.key_id_param(),
+                &version,
+            ],
+            &self.identity,
+            std::time::SystemTime::now(),
+        )
+    }
+
+    /// The public key from KMS (version lookup included), kept in `cache`.
+    fn fresh_public_key(
+        &self,
+        cache: &Cache<'_>,
+        opts: &Options,
+    ) -> Result<PublicKey, SignerError> {
+        let version = self.version(opts)?;
+        let mut answer = self
+            .client
+            .call_all(&[kms::get_public_key(self.key.key_id_param(), &version)]);
+        let answer = answer.pop().expect("one answer");
+        let real_id = answer
+            .as_ref()
+            .ok()
+            .and_then(|v| v.get("KeyId"))
+            .and_then(|v| v.as_str())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
+        let key = self.public_key_from(self.key.key_id_param(), &version, answer)?;
+        // An alias is kept by the real key id it names, which AsymmetricSign takes as it is.
+        let key_id = real_id.unwrap_or_else(|| self.key.key_id_param().to_string());
+        cache.put(&key_id, &version, &key.to_pem());
+        Ok(key)
+    }
+
+    /// AsymmetricSign with kept metadata, checked against the kept public key.
+    fn sign_with(
+        &self,
+        entry: &cache::Entry,
+        hash: HashAlg,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, SignerError> {
+        let key = PublicKey::from_pem(&entry.public_key_pem)
+            .map_err(|why| SignerError::VerificationFailed(format!("kept public key: {why}")))?;
+        let (algorithm, kms_digest) = Kind::of(&key).algorithm(hash, digest)?;
+        let call =
+            kms::asymmetric_sign(&entry.key_id, &entry.version_id, algorithm, b64(kms_digest));
+        let answer: kms::SignResponse = self.client.call(call).map_err(|e| self.advise(e))?;
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(answer.value.trim())
+            .map_err(|_| {
+                SignerError::Transport(
+                    "KMS AsymmetricSign returned a signature that is not base64".into(),
+                )
+            })?;
+        check_signature(
+            &key,
+            &entry.key_id,
+            &entry.version_id,
+            hash,
+            digest,
+            &signature,
+            &answer,
+        )?;
+        Ok(signature)
+    }
+
     /// An explicit version: the options', else the reference's.
     fn explicit_version(&self, opts: &Options) -> Option<String> {
         let from_opts = opts.key_version.as_deref().filter(|v| !v.is_empty());

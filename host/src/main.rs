@@ -5,6 +5,7 @@
 //! `--version`, `--print-sandbox`) and everything else, which is cosign's protocol and is
 //! handed unchanged to the component.
 
+mod cache;
 mod egress;
 mod engine;
 mod files;

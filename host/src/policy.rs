@@ -109,6 +109,10 @@ pub struct SandboxPolicy {
     /// Credential and token files that are not shared, and why (shown by `--print-sandbox`;
     /// the guest's error names the variable or the profile, and the path).
     pub not_shared: Vec<String>,
+    /// Where the component's `cache` import keeps key metadata (None: nothing is kept), and
+    /// for how long the component keeps using it.
+    pub cache: Option<std::path::PathBuf>,
+    pub cache_ttl: Result<std::time::Duration, String>,
 }
 
 /// Set by the host (never taken from the user's environment): the comma-separated names of
@@ -162,12 +166,22 @@ impl SandboxPolicy {
                 .iter()
                 .map(|r| format!("{}={} ({})", r.var, r.path, r.reason)),
         );
+        let cache_ttl = alibabakms_contract::cache_ttl(lookup(vars::CACHE_TTL).as_deref());
+        let cache = match &cache_ttl {
+            Ok(ttl) if !ttl.is_zero() => crate::cache::default_dir(
+                lookup("XDG_CACHE_HOME").as_deref(),
+                home_dir(&lookup).as_deref(),
+            ),
+            _ => None,
+        };
         Ok(Self {
             env,
             hosts,
             files,
             dirs,
             not_shared,
+            cache,
+            cache_ttl,
         })
     }
 
@@ -238,6 +252,19 @@ impl fmt::Display for SandboxPolicy {
                 e.host,
                 e.var
             )?;
+        }
+        match (&self.cache, &self.cache_ttl) {
+            (_, Err(e)) => writeln!(f, "cache: off ({e})")?,
+            (None, Ok(ttl)) if ttl.is_zero() => writeln!(f, "cache: off ({}=0)", vars::CACHE_TTL)?,
+            (None, Ok(_)) => writeln!(f, "cache: off (no home directory)")?,
+            (Some(dir), Ok(ttl)) => writeln!(
+                f,
+                "cache: key metadata (key id, version, public key; never a secret) in {}/, \
+                 owner-only, each entry used for {} s ({}); not a directory the component sees",
+                dir.display(),
+                ttl.as_secs(),
+                vars::CACHE_TTL
+            )?,
         }
         if self.files.is_empty() && self.dirs.is_empty() {
             writeln!(f, "files: none (no directory is shared with the component)")?;

@@ -50,6 +50,8 @@ struct Host {
     table: ResourceTable,
     hooks: EgressHooks,
     limits: StoreLimits,
+    /// Behind the component's `cache` import.
+    cache: crate::cache::CacheDir,
 }
 
 impl WasiView for Host {
@@ -209,6 +211,7 @@ fn sandbox(
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
         hooks: EgressHooks(egress),
+        cache: crate::cache::CacheDir::new(policy.cache.clone(), policy.debug()),
         limits: StoreLimitsBuilder::new()
             .memory_size(MEMORY_LIMIT)
             .trap_on_grow_failure(true)
@@ -344,6 +347,19 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     cli::terminal_stdout::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
     cli::terminal_stderr::add_to_linker::<Host, WasiCli>(l, Host::cli)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+    // The one capability of our own: bytes by key, in the user's cache directory.
+    let mut cache = l.instance("sigstore:alibabakms/cache@0.1.0")?;
+    cache.func_wrap("get", |store, (key,): (String,)| {
+        Ok((store.data().cache.get(&key),))
+    })?;
+    cache.func_wrap("set", |store, (key, value): (String, Vec<u8>)| {
+        store.data().cache.set(&key, &value);
+        Ok(())
+    })?;
+    cache.func_wrap("delete", |store, (key,): (String,)| {
+        store.data().cache.delete(&key);
+        Ok(())
+    })?;
     Ok(linker)
 }
 

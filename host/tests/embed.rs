@@ -74,6 +74,8 @@ struct Host {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: ToEmulator,
+    /// The component's `cache` import, backed in memory as an embedder may.
+    cache: std::collections::HashMap<String, Vec<u8>>,
 }
 
 impl WasiView for Host {
@@ -174,9 +176,28 @@ fn plugin_pre() -> &'static PluginPre<Host> {
         let engine = Engine::new(&Config::new()).unwrap();
         // The slow part of this suite: an unoptimised Cranelift takes 10-15 s here.
         let component = Component::new(&engine, &wasm).unwrap();
-        let mut linker = Linker::new(&engine);
+        let mut linker: Linker<Host> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+        // The one import of our own: key metadata kept between calls, here in memory.
+        let mut cache = linker.instance("sigstore:alibabakms/cache@0.1.0").unwrap();
+        cache
+            .func_wrap("get", |store, (key,): (String,)| {
+                Ok((store.data().cache.get(&key).cloned(),))
+            })
+            .unwrap();
+        cache
+            .func_wrap("set", |mut store, (key, value): (String, Vec<u8>)| {
+                store.data_mut().cache.insert(key, value);
+                Ok(())
+            })
+            .unwrap();
+        cache
+            .func_wrap("delete", |mut store, (key,): (String,)| {
+                store.data_mut().cache.remove(&key);
+                Ok(())
+            })
+            .unwrap();
         PluginPre::new(linker.instantiate_pre(&component).unwrap()).unwrap()
     })
 }
@@ -199,6 +220,7 @@ impl Embedded {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: ToEmulator::new(emu),
+            cache: Default::default(),
         };
         let mut store = Store::new(pre.engine(), host);
         let plugin = pre.instantiate_async(&mut store).await.unwrap();

@@ -86,6 +86,9 @@ pub fn env_for(emu: &Emulator) -> Vec<(String, String)> {
         // Tests never reach the real metadata address (100.100.100.200); the ECS tests
         // remove this and point ALIBABA_CLOUD_IMDS_ENDPOINT at the emulator.
         ("ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(), "true".into()),
+        // Each run asks KMS, and nothing is written to the real ~/.cache: the cache tests
+        // (cache.rs) and the real-cosign suite turn it on in a directory of their own.
+        ("SIGSTORE_ALIBABAKMS_CACHE_TTL".into(), "0".into()),
     ]
 }
 

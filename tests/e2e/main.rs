@@ -5,6 +5,7 @@
 mod harness;
 
 mod budget;
+mod cache;
 mod cosign;
 mod cosign_calls;
 mod credentials;

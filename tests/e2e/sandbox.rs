@@ -142,6 +142,7 @@ fn only_listed_variables_are_visible_to_the_component() {
         "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
         "ALIBABA_CLOUD_ROLE_SESSION_NAME",
         "SIGSTORE_ALIBABAKMS_DEBUG",
+        "SIGSTORE_ALIBABAKMS_CACHE_TTL",
         // The CLI config found under HOME, as the component sees it.
         "ALIBABA_CLOUD_CONFIG_FILE",
     ]

@@ -25,6 +25,8 @@ pub mod vars {
     pub const DEFAULT_ALGORITHM: &str = "SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM";
     /// Diagnostics on stderr.
     pub const DEBUG: &str = "SIGSTORE_ALIBABAKMS_DEBUG";
+    /// Seconds key metadata is kept between runs (0: not at all).
+    pub const CACHE_TTL: &str = "SIGSTORE_ALIBABAKMS_CACHE_TTL";
     /// Set by the host, never taken from the user: the credential-file variables whose file
     /// is not shared (the guest's error then says why).
     pub const NOT_SHARED: &str = "SIGSTORE_ALIBABAKMS_NOT_SHARED";
@@ -56,6 +58,7 @@ pub mod vars {
         CREDENTIALS_URI,
         TIMEOUT,
         DEFAULT_ALGORITHM,
+        CACHE_TTL,
         DEBUG,
     ];
 
@@ -97,6 +100,32 @@ pub fn time_limit(value: Option<&str>) -> Result<Duration, String> {
                 format!(
                     "{}={v:?} is not a number of seconds between 0 and 86400",
                     vars::TIMEOUT
+                )
+            }),
+    }
+}
+
+/// How long key metadata is kept between runs when [`vars::CACHE_TTL`] is not set: as long as
+/// sigstore's own KMS providers keep public keys.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+/// Longer would keep a rotated-away or deleted key's metadata for too long.
+const MAX_CACHE_TTL_SECS: u64 = 86_400;
+
+/// [`vars::CACHE_TTL`]'s value: whole seconds from 0 (no caching) to a day; else
+/// [`DEFAULT_CACHE_TTL`].
+pub fn cache_ttl(value: Option<&str>) -> Result<Duration, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(DEFAULT_CACHE_TTL),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= MAX_CACHE_TTL_SECS)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                format!(
+                    "{}={v:?} is not a number of seconds from 0 (no caching) to \
+                     {MAX_CACHE_TTL_SECS}",
+                    vars::CACHE_TTL
                 )
             }),
     }

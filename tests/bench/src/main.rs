@@ -111,6 +111,8 @@ fn main() {
             "ALIBABA_CLOUD_ECS_METADATA_DISABLED".to_string(),
             "true".to_string(),
         ),
+        // Each call is measured cold: no key metadata kept from the call before.
+        ("SIGSTORE_ALIBABAKMS_CACHE_TTL".to_string(), "0".to_string()),
     ];
     let trust = Trust::as_installed(&emu);
     let mut env = env;

@@ -206,6 +206,9 @@ impl World {
         }
         let tripwire = Tripwire::start();
         let mut env = env_for(&emu);
+        // What users get: key metadata kept between the plugin runs of a command (in the
+        // temporary HOME's .cache).
+        env.retain(|(k, _)| k != "SIGSTORE_ALIBABAKMS_CACHE_TTL");
         let path = |p: &str| dir.join(p).display().to_string();
         env.extend([
             ("PATH".into(), bin.display().to_string()),
