@@ -565,6 +565,8 @@ fn cosign(
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", AK_SECRET)
         .env("SSL_CERT_FILE", emu.ca_pem_path())
         .env("SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS", emu.endpoint())
+        // Nothing written to the real ~/.cache (HOME is unset: the account's home).
+        .env("SIGSTORE_ALIBABAKMS_CACHE_TTL", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
