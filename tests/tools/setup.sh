@@ -4,7 +4,7 @@
 # tests' independent verifier), and the real cosign 2.x and 3.x plus docker-registry
 # (tests/tools/fetch.sh). Anything it cannot install is named with the one command to run.
 #
-#   tests/tools/setup.sh [--cosign-only]
+#   tests/tools/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,28 +13,26 @@ fail() {
   exit 1
 }
 
-if [ "${1:-}" != "--cosign-only" ]; then
-  command -v cargo >/dev/null ||
-    fail "cargo is not installed: install Rust with rustup (https://rustup.rs), then run this again"
-  # The toolchain of rust-toolchain.toml, with the component's target. rustup installs a
-  # missing toolchain with its targets, but not a target missing from an installed toolchain.
-  if ! rustc --print sysroot >/dev/null 2>&1; then
-    fail "the toolchain in rust-toolchain.toml is not usable: run 'rustup toolchain install'"
-  fi
-  if [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]; then
-    command -v rustup >/dev/null ||
-      fail "the wasm32-wasip2 target is missing and rustup is not here to add it: install it for $(rustc --version)"
-    echo "setup: adding the wasm32-wasip2 target (the component is built for it)" >&2
-    rustup target add wasm32-wasip2 >&2 ||
-      fail "could not add the target: run 'rustup target add wasm32-wasip2'"
-  fi
-  if ! command -v openssl >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "setup: installing openssl (the tests' independent verifier)" >&2
-      (apt-get update -qq && apt-get install -y -qq openssl) >/dev/null
-    else
-      fail "openssl is not installed: run 'sudo apt-get install openssl'"
-    fi
+command -v cargo >/dev/null ||
+  fail "cargo is not installed: install Rust with rustup (https://rustup.rs), then run this again"
+# The toolchain of rust-toolchain.toml, with the component's target. rustup installs a
+# missing toolchain with its targets, but not a target missing from an installed toolchain.
+if ! rustc --print sysroot >/dev/null 2>&1; then
+  fail "the toolchain in rust-toolchain.toml is not usable: run 'rustup toolchain install'"
+fi
+if [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]; then
+  command -v rustup >/dev/null ||
+    fail "the wasm32-wasip2 target is missing and rustup is not here to add it: install it for $(rustc --version)"
+  echo "setup: adding the wasm32-wasip2 target (the component is built for it)" >&2
+  rustup target add wasm32-wasip2 >&2 ||
+    fail "could not add the target: run 'rustup target add wasm32-wasip2'"
+fi
+if ! command -v openssl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing openssl (the tests' independent verifier)" >&2
+    (apt-get update -qq && apt-get install -y -qq openssl) >/dev/null
+  else
+    fail "openssl is not installed: run 'sudo apt-get install openssl'"
   fi
 fi
 

@@ -11,9 +11,12 @@
 //!    extensions and software-only.
 //! 4. The guest's logic compiled natively (the same `protocol::handle`, in this process) vs
 //!    the same calls through the plugin binary.
+//! 5. Whole commands of the real cosign 3 with the plugin, cold and warm (key metadata kept
+//!    between runs), beside the same commands with a local key file (`commands.rs`).
 //!
 //! Timing is not a test: this never runs in `cargo test`.
 
+mod commands;
 mod native;
 mod plugin;
 mod stats;
@@ -38,6 +41,7 @@ struct Args {
     rtt_ms: u64,
     big_mib: u64,
     big_runs: usize,
+    cosign_runs: usize,
 }
 
 const USAGE: &str = "usage: bench --bin PATH [--soft-sha PATH] [--runs N] [--rtt-ms MS] [--big-mib MIB] [--big-runs N]
@@ -47,7 +51,8 @@ const USAGE: &str = "usage: bench --bin PATH [--soft-sha PATH] [--runs N] [--rtt
   --runs N         cold invocations per method and RTT (default 15)
   --rtt-ms MS      the injected round-trip time of the second pass (default 20)
   --big-mib MIB    size of the large signMessage (default 1024)
-  --big-runs N     large signMessage runs (default 3)";
+  --big-runs N     large signMessage runs (default 3)
+  --cosign-runs N  runs per whole cosign command and case (default 5)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -57,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         rtt_ms: 20,
         big_mib: 1024,
         big_runs: 3,
+        cosign_runs: 5,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -72,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
             "--rtt-ms" => args.rtt_ms = number(value()?)?,
             "--big-mib" => args.big_mib = number(value()?)?.max(1),
             "--big-runs" => args.big_runs = number(value()?)?.max(1) as usize,
+            "--cosign-runs" => args.cosign_runs = number(value()?)?.max(1) as usize,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -146,6 +153,7 @@ fn main() {
     native_vs_hosted(
         &trust, &plugin, &args, &env, &message, &signature, hosted_big,
     );
+    commands::cosign_commands(&emu, &args.bin, &env, args.cosign_runs, args.rtt_ms);
     let _ = std::fs::remove_file(&trust.bundle);
 }
 

@@ -13,7 +13,6 @@
 //! tries to open to anything but loopback (Go never proxies loopback), and each test asserts
 //! the tripwire saw none: no TUF, no Rekor, no TSA, no Alibaba endpoint.
 
-mod registry;
 mod suite;
 
 use crate::harness::{env_for, tempdir, BIN};
@@ -24,7 +23,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub use registry::Registry;
+/// A real OCI registry on loopback, from `DOCKER_REGISTRY` or the fetched tools.
+pub struct Registry(alibabakms_testtools::Registry);
+
+impl Registry {
+    pub fn start(dir: &Path) -> Registry {
+        let bin =
+            alibabakms_testtools::tool("DOCKER_REGISTRY", tools_bin().join("docker-registry"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        Registry(alibabakms_testtools::Registry::start(&bin, dir))
+    }
+
+    pub fn push_image(&self, repo: &str, layer: &[u8]) -> String {
+        self.0.push_image(repo, layer)
+    }
+}
 
 /// Which cosign: its path and its line (2 or 3: their flags differ).
 #[derive(Clone, Debug)]
@@ -35,12 +48,7 @@ pub struct CosignBin {
 
 /// The build directory's `tools/bin`, where `tests/tools/fetch.sh` puts the tools.
 fn tools_bin() -> PathBuf {
-    // BIN is TARGET/debug/sigstore-kms-alibabakms (or TARGET/release/...).
-    Path::new(BIN)
-        .parent()
-        .and_then(Path::parent)
-        .expect("the plugin binary lies in the target directory")
-        .join("tools/bin")
+    alibabakms_testtools::tools_bin(Path::new(BIN))
 }
 
 fn missing(what: &str, path: &Path, var: &str) -> ! {

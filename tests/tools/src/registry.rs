@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,15 +14,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts the registry with its storage in `dir`.
-    pub fn start(dir: &Path) -> Registry {
-        let bin = match std::env::var_os("DOCKER_REGISTRY") {
-            Some(p) => PathBuf::from(p),
-            None => super::tools_bin().join("docker-registry"),
-        };
-        if !bin.is_file() {
-            super::missing("docker-registry", &bin, "DOCKER_REGISTRY");
-        }
+    /// Starts the registry binary `bin` with its storage in `dir`.
+    pub fn start(bin: &Path, dir: &Path) -> Registry {
         // A free port, then the registry on it; another process may take it in between, so
         // try a few times.
         for _ in 0..5 {
@@ -44,7 +37,7 @@ impl Registry {
             )
             .unwrap();
             let log = std::fs::File::create(dir.join("registry.log")).unwrap();
-            let mut child = Command::new(&bin)
+            let mut child = Command::new(bin)
                 .arg("serve")
                 .arg(&config)
                 .env_clear()
