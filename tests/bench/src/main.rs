@@ -90,6 +90,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
+    // Run by cosign as its plugin (see commands.rs): time the real one.
+    if let Some(real) = std::env::var_os(commands::TIMED_PLUGIN_VAR) {
+        std::process::exit(commands::timed_plugin(real));
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
