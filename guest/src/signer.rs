@@ -332,13 +332,7 @@ impl<'a> Signer<'a> {
             .expect("two answers")
             .and_then(|v| kms::parse("AsymmetricSign", v))
             .map_err(|e| s.advise(e))?;
-        let signature = base64::engine::general_purpose::STANDARD
-            .decode(answer.value.trim())
-            .map_err(|_| {
-                SignerError::Transport(
-                    "KMS AsymmetricSign returned a signature that is not base64".into(),
-                )
-            })?;
+        let signature = answer.signature()?;
         let key = s.public_key_from(&meta.key_id, &version, public)?;
         check_signature(
             &key,
@@ -401,6 +395,19 @@ impl<'a> Signer<'a> {
         }
         let key = s.fresh_public_key(&cache, opts)?;
         key.verify(hash, &digest, signature).map_err(invalid)
+    }
+}
+
+impl kms::SignResponse {
+    /// The signature bytes of the answer.
+    fn signature(&self) -> Result<Vec<u8>, SignerError> {
+        base64::engine::general_purpose::STANDARD
+            .decode(self.value.trim())
+            .map_err(|_| {
+                SignerError::Transport(
+                    "KMS AsymmetricSign returned a signature that is not base64".into(),
+                )
+            })
     }
 }
 
@@ -520,13 +527,7 @@ impl<'a> Session<'a> {
         let call =
             kms::asymmetric_sign(&entry.key_id, &entry.version_id, algorithm, b64(kms_digest));
         let answer: kms::SignResponse = self.client.call(call).map_err(|e| self.advise(e))?;
-        let signature = base64::engine::general_purpose::STANDARD
-            .decode(answer.value.trim())
-            .map_err(|_| {
-                SignerError::Transport(
-                    "KMS AsymmetricSign returned a signature that is not base64".into(),
-                )
-            })?;
+        let signature = answer.signature()?;
         check_signature(
             &key,
             &entry.key_id,

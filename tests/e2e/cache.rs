@@ -259,15 +259,7 @@ fn a_ttl_of_zero_writes_nothing() {
     let e = public_key(&bad, &key).err().to_string();
     assert!(e.contains("SIGSTORE_ALIBABAKMS_CACHE_TTL=\"soon\""), "{e}");
     // --print-sandbox says where entries live, or why none are kept.
-    let sandbox = |env: &[(String, String)]| {
-        let out = std::process::Command::new(BIN)
-            .arg("--print-sandbox")
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let sandbox = |env: &[(String, String)]| print_sandbox(env);
     assert!(sandbox(&env).contains("cache: off (SIGSTORE_ALIBABAKMS_CACHE_TTL=0)"));
     let on = sandbox(&cached_env(&emu, &dir));
     let expected = format!("cache: key metadata (key id, version, public key; never a secret) in {}/sigstore-kms-alibabakms/, owner-only, each entry used for 300 s", dir.display());

@@ -47,21 +47,6 @@ fn profile_env(emu: &Emulator, home: &Path) -> Vec<(String, String)> {
     env
 }
 
-fn print_sandbox(env: &[(String, String)]) -> String {
-    let out = std::process::Command::new(BIN)
-        .arg("--print-sandbox")
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    for secret in [OIDC_TOKEN, CLI_SECRET] {
-        assert!(!text.contains(secret), "{text}");
-    }
-    text
-}
-
 #[test]
 fn a_cli_oidc_profile_signs_end_to_end() {
     let emu = emulator_with_oidc();

@@ -377,3 +377,17 @@ pub fn replayed_argv(call: &Value, emu: &Emulator) -> Vec<String> {
         .map(|a| crate::flow::future_deadlines(&a).unwrap_or(a))
         .collect()
 }
+
+/// What `--print-sandbox` prints for `env` (it must succeed, and show no secret).
+pub fn print_sandbox(env: &[(String, String)]) -> String {
+    let out = Command::new(BIN)
+        .arg("--print-sandbox")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run --print-sandbox");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_no_secret(&text);
+    text
+}
