@@ -172,6 +172,40 @@ pub fn authorization(req: &SignableRequest<'_>, access_key_id: &str, secret: &st
     )
 }
 
+/// The key a request is signed with: an AccessKey pair, and the STS token of a temporary one.
+pub struct SigningKey<'a> {
+    pub access_key_id: &'a str,
+    pub secret: &'a str,
+    pub security_token: Option<&'a str>,
+}
+
+/// Signs `req` (whose `headers` are everything else that will be sent) and returns every
+/// header to add: `x-acs-content-sha256`, the STS token's `x-acs-accesskey-id` and
+/// `x-acs-security-token` when the key has one (they are signed too), and `authorization`.
+pub fn sign(req: &SignableRequest<'_>, key: &SigningKey<'_>) -> Vec<(&'static str, String)> {
+    let mut added = vec![("x-acs-content-sha256", req.payload_sha256.to_string())];
+    if let Some(token) = key.security_token {
+        added.push(("x-acs-accesskey-id", key.access_key_id.to_string()));
+        added.push(("x-acs-security-token", token.to_string()));
+    }
+    let mut headers = req.headers.to_vec();
+    headers.extend(added.iter().map(|(k, v)| (*k, v.as_str())));
+    let signed = SignableRequest {
+        headers: &headers,
+        ..*req
+    };
+    added.push((
+        "authorization",
+        authorization(&signed, key.access_key_id, key.secret),
+    ));
+    added
+}
+
+/// Lower-case hex SHA-256 of a body, as `x-acs-content-sha256` carries it.
+pub fn payload_sha256(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

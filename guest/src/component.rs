@@ -2,6 +2,7 @@
 //! interface for hosts that embed the component. Both call the same `Signer`.
 
 use crate::crypto::HashAlg;
+use crate::retry::Deadline;
 use crate::signer::{self, Message, Options, Signer, SignerError};
 use crate::wasi_http::WasiHttp;
 use std::io::Write;
@@ -53,13 +54,23 @@ impl crate::cache::Store for WitStore {
 struct DeadlineStdin {
     stream: wasip2::io::streams::InputStream,
     read: u64,
+    /// The plugin's own limit until the request names cosign's deadline.
+    deadline: Deadline,
+}
+
+impl crate::protocol::Input for DeadlineStdin {
+    fn bound_by(&mut self, deadline: &Deadline) {
+        self.deadline = deadline.clone();
+    }
 }
 
 impl DeadlineStdin {
     fn new() -> Self {
+        let limit = std::env::var(crate::retry::TIMEOUT_VAR).ok();
         DeadlineStdin {
             stream: wasip2::cli::stdin::get_stdin(),
             read: 0,
+            deadline: Deadline::default_limit(std::time::SystemTime::now(), limit.as_deref()),
         }
     }
 }
@@ -81,7 +92,7 @@ impl std::io::Read for DeadlineStdin {
                 }
             }
             let now = std::time::SystemTime::now();
-            let deadline = crate::retry::current(now);
+            let deadline = &self.deadline;
             let left = deadline.remaining(now);
             let ready = self.stream.subscribe();
             if !left.is_zero() {

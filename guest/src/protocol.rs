@@ -129,8 +129,16 @@ fn success(method: &str, body: Value) -> Response {
     }
 }
 
+/// Where the message comes from: cosign's stdin, bounded by the call's deadline once the
+/// request has named it.
+pub trait Input: Read {
+    fn bound_by(&mut self, _deadline: &Deadline) {}
+}
+
+impl Input for &[u8] {}
+
 /// Handles one invocation. `args` is the full argv (program name first).
-pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Response {
+pub fn handle(args: &[String], stdin: &mut dyn Input, signer: &Signer<'_>) -> Response {
     let (version, raw) = match args {
         [_, version, raw, ..] => (version, raw),
         [_, version] if version.starts_with('-') => {
@@ -210,15 +218,15 @@ pub fn handle(args: &[String], stdin: &mut dyn Read, signer: &Signer<'_>) -> Res
         },
         Err(e) => return error(e),
     };
-    retry::with_deadline(deadline, || {
-        let rest = MethodArgs {
-            create_key: args.create_key,
-            public_key: args.public_key,
-            sign_message: args.sign_message,
-            verify_signature: args.verify_signature,
-        };
-        dispatch(&method, rest, &init, &init_rpc, &key_ref, stdin, signer)
-    })
+    stdin.bound_by(&deadline);
+    let signer = signer.clone().with_deadline(deadline);
+    let rest = MethodArgs {
+        create_key: args.create_key,
+        public_key: args.public_key,
+        sign_message: args.sign_message,
+        verify_signature: args.verify_signature,
+    };
+    dispatch(&method, rest, &init, &init_rpc, &key_ref, stdin, &signer)
 }
 
 /// The method objects of a request, after the no-network methods are answered.

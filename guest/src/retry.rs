@@ -1,5 +1,5 @@
-//! Time bounds and retries, in one place: the deadline of the current call (cosign's
-//! `ctxDeadline` or the default limit), the clock and sleep behind a trait so unit tests do
+//! Time bounds and retries, in one place: the deadline of a call (cosign's `ctxDeadline` or
+//! the default limit, passed as a value to whatever waits), the clock and sleep behind a trait so unit tests do
 //! not wait, and the policy of what is retried and how long to wait in between.
 //!
 //! The transient failures retried (reference §1.6 and §5): throttling, the service's
@@ -10,7 +10,6 @@
 //! exist already, and a second attempt would read as a lost race.
 
 use crate::transport::{HttpResponse, TransportError};
-use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 
 /// Overall limit of one call when cosign sends no `ctxDeadline` (the host's backstop follows it).
@@ -56,6 +55,16 @@ impl Deadline {
         }
     }
 
+    /// The plugin's own limit from `now` when no deadline is given: [`TIMEOUT_VAR`]'s
+    /// `value` when valid, else [`DEFAULT_LIMIT`] (`protocol` refuses an invalid value
+    /// before anything is sent).
+    pub fn default_limit(now: SystemTime, value: Option<&str>) -> Self {
+        Deadline::limit(
+            now,
+            alibabakms_contract::time_limit(value).unwrap_or(DEFAULT_LIMIT),
+        )
+    }
+
     /// Time left at `now`; zero once passed.
     pub fn remaining(&self, now: SystemTime) -> Duration {
         self.at.duration_since(now).unwrap_or(Duration::ZERO)
@@ -65,26 +74,6 @@ impl Deadline {
 /// The limit without a `ctxDeadline`: [`TIMEOUT_VAR`] seconds when set and valid.
 pub fn default_limit(var: Option<String>) -> Result<Duration, String> {
     alibabakms_contract::time_limit(var.as_deref())
-}
-
-thread_local! {
-    static CURRENT: RefCell<Option<Deadline>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with `deadline` as the bound of every KMS client created inside it.
-pub fn with_deadline<R>(deadline: Deadline, f: impl FnOnce() -> R) -> R {
-    let previous = CURRENT.with(|c| c.replace(Some(deadline)));
-    let out = f();
-    CURRENT.with(|c| *c.borrow_mut() = previous);
-    out
-}
-
-/// The bound set by [`with_deadline`], else the default limit from now.
-pub fn current(now: SystemTime) -> Deadline {
-    CURRENT.with(|c| c.borrow().clone()).unwrap_or_else(|| {
-        let limit = default_limit(std::env::var(TIMEOUT_VAR).ok()).unwrap_or(DEFAULT_LIMIT);
-        Deadline::limit(now, limit)
-    })
 }
 
 /// Wall clock and sleep.
@@ -140,22 +129,7 @@ pub fn retryable_transport(action: &str, e: &TransportError) -> bool {
     if matches!(action, "CreateKey" | "CreateAlias") {
         return false;
     }
-    match e {
-        TransportError::Other { detail, .. } => {
-            let d = detail.to_ascii_lowercase();
-            [
-                "connectionterminated",
-                "reset",
-                "closed",
-                "broken pipe",
-                "incomplete",
-                "httpprotocolerror",
-            ]
-            .iter()
-            .any(|k| d.contains(k))
-        }
-        _ => false,
-    }
+    matches!(e, TransportError::Broken { .. })
 }
 
 /// The longest `TimeLeft` (milliseconds) of the `x-ratelimit-user-api` and
@@ -223,7 +197,7 @@ mod tests {
             400,
             "InvalidTimeStamp.Expired"
         ));
-        let reset = TransportError::Other {
+        let reset = TransportError::Broken {
             authority: "h".into(),
             detail: "ConnectionTerminated".into(),
         };
@@ -244,6 +218,10 @@ mod tests {
             },
             TransportError::Timeout {
                 authority: "h".into(),
+            },
+            TransportError::Other {
+                authority: "h".into(),
+                detail: "connection reset".into(),
             },
         ] {
             assert!(!retryable_transport("GetPublicKey", &final_error));

@@ -6,7 +6,9 @@ use crate::cache::{self, Cache};
 use crate::credentials::{self, EnvLookup};
 use crate::crypto::{check_rsa_hash, HashAlg, PublicKey};
 use crate::keyref::{self, KeyRef, KeySelector};
-use crate::kms::{self, Client, KmsError, Refreshed};
+use crate::kms::{self, KmsError, Refreshed};
+use crate::retry::Deadline;
+use crate::rpc::Client;
 use crate::transport::Transport;
 use base64::Engine;
 use std::fmt;
@@ -110,7 +112,7 @@ pub enum SignerError {
     Credentials(String),
     Transport(String),
     /// KMS refused; the second field is advice.
-    Kms(KmsError, String),
+    Kms(Box<KmsError>, String),
     VerificationFailed(String),
 }
 
@@ -127,10 +129,13 @@ impl fmt::Display for SignerError {
     }
 }
 
+#[derive(Clone)]
 pub struct Signer<'a> {
     transport: &'a dyn Transport,
     env: EnvLookup<'a>,
     store: &'a dyn cache::Store,
+    /// What every request of a method must meet.
+    deadline: Deadline,
 }
 
 /// A parsed reference with a client for its endpoint.
@@ -145,11 +150,19 @@ struct Session<'a> {
 
 impl<'a> Signer<'a> {
     pub fn new(transport: &'a dyn Transport, env: EnvLookup<'a>) -> Self {
+        let limit = env(crate::retry::TIMEOUT_VAR);
         Signer {
             transport,
             env,
             store: &cache::NoStore,
+            deadline: Deadline::default_limit(std::time::SystemTime::now(), limit.as_deref()),
         }
+    }
+
+    /// Bounds every request by `deadline` (cosign's, or the plugin's own limit).
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Keeps key metadata between runs in `store` (see [`cache`]).
@@ -167,7 +180,8 @@ impl<'a> Signer<'a> {
         let key = keyref::parse(key_ref).map_err(|e| SignerError::InvalidInput(e.to_string()))?;
         let ttl =
             cache::ttl((self.env)(cache::TTL_VAR).as_deref()).map_err(SignerError::InvalidInput)?;
-        let creds = credentials::resolve(self.env, self.transport)
+        let (env, transport, deadline) = (self.env, self.transport, self.deadline.clone());
+        let creds = credentials::resolve(&credentials::Context::new(env, transport, deadline))
             .map_err(|e| SignerError::Credentials(e.0))?;
         let identity = cache::identity(
             &creds.access_key_id,
@@ -176,10 +190,11 @@ impl<'a> Signer<'a> {
         );
         // An expired STS token (a long run, a token that rotated meanwhile) is refreshed once
         // by running the credential chain again.
-        let (env, transport) = (self.env, self.transport);
-        let client =
-            Client::new(self.transport, &key.endpoint, creds).with_refresh(Box::new(move || {
-                credentials::resolve(env, transport).map_err(|e| e.0)
+        let deadline = self.deadline.clone();
+        let client = kms::client(self.transport, &key.endpoint, creds, deadline.clone())
+            .with_refresh(Box::new(move || {
+                let cx = credentials::Context::new(env, transport, deadline.clone());
+                credentials::resolve(&cx).map_err(|e| e.0)
             }));
         Ok(Session {
             key,
@@ -247,13 +262,19 @@ impl<'a> Signer<'a> {
         let version = created.key_metadata.primary_key_version;
         // Naming the key and reading its public key do not depend on each other: when KMS
         // said which version is primary, both go out in one round trip.
-        let mut calls = vec![kms::create_alias(&alias, &key_id)];
-        if !version.is_empty() {
-            calls.push(kms::get_public_key(&key_id, &version));
-        }
-        let mut answers = s.client.call_all(&calls);
-        let public = (answers.len() == 2).then(|| answers.pop().expect("two answers"));
-        let named = match answers.pop().expect("one answer per call") {
+        let name = kms::create_alias(&alias, &key_id);
+        let (named, public) = if version.is_empty() {
+            (s.client.call::<serde_json::Value>(name), None)
+        } else {
+            let (named, public) = s
+                .client
+                .call_pair::<serde_json::Value, kms::PublicKeyResponse>(
+                    name,
+                    kms::get_public_key(&key_id, &version),
+                );
+            (named, Some(public))
+        };
+        let named = match named {
             // The connection broke (or KMS failed) after CreateAlias went out: it may have
             // landed. Read the alias back rather than fail the command on a network blip.
             Err(e) if may_have_landed(&e) => s.alias_after_blip(&alias, &key_id, e),
@@ -322,16 +343,13 @@ impl<'a> Signer<'a> {
         // The public key comes with the signature, in the same round trip: a signature is
         // checked against it before cosign gets it, so a broken or hostile endpoint cannot
         // make cosign publish one that verifies against nothing.
-        let mut answers = s.client.call_all(&[
-            kms::asymmetric_sign(&meta.key_id, &version, algorithm, b64(kms_digest)),
-            kms::get_public_key(&meta.key_id, &version),
-        ]);
-        let public = answers.pop().expect("two answers");
-        let answer: kms::SignResponse = answers
-            .pop()
-            .expect("two answers")
-            .and_then(|v| kms::parse("AsymmetricSign", v))
-            .map_err(|e| s.advise(e))?;
+        let (answer, public) = s
+            .client
+            .call_pair::<kms::SignResponse, kms::PublicKeyResponse>(
+                kms::asymmetric_sign(&meta.key_id, &version, algorithm, b64(kms_digest)),
+                kms::get_public_key(&meta.key_id, &version),
+            );
+        let answer = answer.map_err(|e| s.advise(e))?;
         let signature = answer.signature()?;
         let key = s.public_key_from(&meta.key_id, &version, public)?;
         check_signature(
@@ -437,10 +455,12 @@ fn check_signature(
 fn may_have_landed(e: &kms::Error) -> bool {
     use crate::transport::TransportError;
     match e {
-        kms::Error::Transport(TransportError::Other { .. } | TransportError::Timeout { .. }) => {
-            true
-        }
-        kms::Error::Kms(k) => k.http_status >= 500,
+        kms::Error::Transport(
+            TransportError::Broken { .. }
+            | TransportError::Other { .. }
+            | TransportError::Timeout { .. },
+        ) => true,
+        kms::Error::Service(k) => k.http_status >= 500,
         _ => false,
     }
 }
@@ -496,17 +516,14 @@ impl<'a> Session<'a> {
         opts: &Options,
     ) -> Result<PublicKey, SignerError> {
         let version = self.version(opts)?;
-        let mut answer = self
+        let answer = self
             .client
-            .call_all(&[kms::get_public_key(self.key.key_id_param(), &version)]);
-        let answer = answer.pop().expect("one answer");
+            .call::<kms::PublicKeyResponse>(kms::get_public_key(self.key.key_id_param(), &version));
         let real_id = answer
             .as_ref()
             .ok()
-            .and_then(|v| v.get("KeyId"))
-            .and_then(|v| v.as_str())
-            .filter(|id| !id.is_empty())
-            .map(str::to_string);
+            .map(|a| a.key_id.clone())
+            .filter(|id| !id.is_empty());
         let key = self.public_key_from(self.key.key_id_param(), &version, answer)?;
         // An alias is kept by the real key id it names, which AsymmetricSign takes as it is.
         let key_id = real_id.unwrap_or_else(|| self.key.key_id_param().to_string());
@@ -568,17 +585,14 @@ impl<'a> Session<'a> {
                 .map_err(|e| self.advise(e))?;
             return Ok((meta.key_metadata, v));
         }
-        let mut answers = self
+        let (meta, versions) = self
             .client
-            .call_all(&[kms::describe_key(key_id), kms::list_key_versions(key_id, 1)]);
-        let versions = answers.pop().expect("two answers");
-        let meta = answers.pop().expect("two answers");
-        let meta: kms::KeyMetadataResponse = meta
-            .and_then(|v| kms::parse("DescribeKey", v))
-            .map_err(|e| self.advise(e))?;
-        let first: kms::ListKeyVersionsResponse = versions
-            .and_then(|v| kms::parse("ListKeyVersions", v))
-            .map_err(|e| self.advise(e))?;
+            .call_pair::<kms::KeyMetadataResponse, kms::ListKeyVersionsResponse>(
+                kms::describe_key(key_id),
+                kms::list_key_versions(key_id, 1),
+            );
+        let meta = meta.map_err(|e| self.advise(e))?;
+        let first = versions.map_err(|e| self.advise(e))?;
         // Later pages (more than 100 versions) are fetched by the real key id.
         let version = self.newest_version(&meta.key_metadata.key_id, Some(first))?;
         Ok((meta.key_metadata, version))
@@ -691,10 +705,8 @@ impl<'a> Session<'a> {
     }
 
     fn public_key_of(&self, key_id: &str, version: &str) -> Result<PublicKey, SignerError> {
-        let mut answer = self
-            .client
-            .call_all(&[kms::get_public_key(key_id, version)]);
-        self.public_key_from(key_id, version, answer.pop().expect("one answer"))
+        let answer = self.client.call(kms::get_public_key(key_id, version));
+        self.public_key_from(key_id, version, answer)
     }
 
     /// The public key in KMS's answer to GetPublicKey for `key_id` `version`.
@@ -702,11 +714,9 @@ impl<'a> Session<'a> {
         &self,
         key_id: &str,
         version: &str,
-        answer: Result<serde_json::Value, kms::Error>,
+        answer: Result<kms::PublicKeyResponse, kms::Error>,
     ) -> Result<PublicKey, SignerError> {
-        let answer: kms::PublicKeyResponse = answer
-            .and_then(|v| kms::parse("GetPublicKey", v))
-            .map_err(|e| self.advise(e))?;
+        let answer = answer.map_err(|e| self.advise(e))?;
         PublicKey::from_pem(&answer.public_key).map_err(|why| {
             SignerError::InvalidInput(format!("key {key_id} version {version}: {why}"))
         })
@@ -728,7 +738,8 @@ impl<'a> Session<'a> {
         {
             Ok(found) if found.key_metadata.key_id == key_id => Ok(()),
             // Another process's key holds it: the race was lost, as with AliasAlreadyExists.
-            Ok(_) => Err(kms::Error::Kms(KmsError {
+            Ok(_) => Err(kms::Error::Service(KmsError {
+                product: kms::API.product,
                 action: "CreateAlias",
                 http_status: 409,
                 code: "AliasAlreadyExists".into(),
@@ -764,7 +775,7 @@ impl<'a> Session<'a> {
     /// Turns a KMS error into advice for this reference.
     fn advise(&self, e: kms::Error) -> SignerError {
         let e = match e {
-            kms::Error::Kms(e) => e,
+            kms::Error::Service(e) => e,
             other => return SignerError::Transport(other.to_string()),
         };
         let key = &self.key;
@@ -853,7 +864,7 @@ impl<'a> Session<'a> {
         } else {
             advice
         };
-        SignerError::Kms(e, advice)
+        SignerError::Kms(Box::new(e), advice)
     }
 }
 

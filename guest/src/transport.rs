@@ -55,6 +55,9 @@ pub enum TransportError {
     Connect { authority: String, detail: String },
     /// No answer in time.
     Timeout { authority: String },
+    /// The connection broke before the whole answer arrived (reset, closed, cut short): the
+    /// request may or may not have been processed.
+    Broken { authority: String, detail: String },
     /// Anything else the HTTP layer reported.
     Other { authority: String, detail: String },
 }
@@ -67,6 +70,7 @@ impl TransportError {
             TransportError::Tls { .. } => "TLS failure",
             TransportError::Connect { .. } => "no connection",
             TransportError::Timeout { .. } => "timeout",
+            TransportError::Broken { .. } => "connection broken",
             TransportError::Other { .. } => "transport error",
         }
     }
@@ -97,6 +101,9 @@ impl fmt::Display for TransportError {
                 f,
                 "{authority} did not answer in time; check the endpoint and the network"
             ),
+            TransportError::Broken { authority, detail } => {
+                write!(f, "the request to {authority} failed: {detail}")
+            }
             TransportError::Other { authority, detail } => {
                 write!(f, "the request to {authority} failed: {detail}")
             }

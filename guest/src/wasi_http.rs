@@ -180,11 +180,12 @@ fn finish(
                     }
                 }
                 Err(StreamError::Closed) => break,
+                // A body cut short is a broken connection when wasi-http says so.
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(other(format!(
-                        "reading the response: {}",
-                        e.to_debug_string()
-                    )))
+                    return Err(match wasip2::http::types::http_error_code(&e) {
+                        Some(code) => map_error(code, authority),
+                        None => other(format!("reading the response: {}", e.to_debug_string())),
+                    })
                 }
             }
         }
@@ -219,9 +220,11 @@ fn map_error(code: ErrorCode, authority: &str) -> TransportError {
             authority,
             detail: connect_detail(&code),
         },
-        ErrorCode::ConnectionTerminated | ErrorCode::HttpProtocolError => TransportError::Other {
+        // Retried for idempotent actions (`retry::retryable_transport`).
+        ErrorCode::ConnectionTerminated
+        | ErrorCode::HttpProtocolError
+        | ErrorCode::HttpResponseIncomplete => TransportError::Broken {
             authority,
-            // `retry` reads the code's name: these are retried for idempotent actions.
             detail: format!("the connection broke before the answer ({code:?})"),
         },
         ErrorCode::ConnectionTimeout

@@ -178,6 +178,8 @@ proptest! {
             "ALIBABA_CLOUD_ECS_METADATA_DISABLED" => Some("true".into()),
             _ => None,
         };
-        let _ = alibabakms_guest::credentials::resolve(&env, &Scripted { status: 500, body: vec![] });
+        let deadline = alibabakms_guest::retry::Deadline::limit(std::time::SystemTime::now(), std::time::Duration::from_secs(5));
+        let t = Scripted { status: 500, body: vec![] };
+        let _ = alibabakms_guest::credentials::resolve(&alibabakms_guest::credentials::Context::new(&env, &t, deadline));
     }
 }

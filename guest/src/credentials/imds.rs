@@ -2,8 +2,8 @@
 //! HTTP (reference §4.5), with the IMDSv2 session token. Short timeouts: off ECS nothing
 //! answers at the metadata address, and the chain must fail fast there.
 
-use super::{var, Credentials, CredentialsError, EnvLookup, Found};
-use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportError};
+use super::{var, Context, Credentials, CredentialsError, EnvLookup, Found};
+use crate::transport::{HttpRequest, HttpResponse, Scheme, TransportError};
 use std::time::Duration;
 
 pub const DEFAULT_ENDPOINT: &str = "100.100.100.200";
@@ -40,10 +40,8 @@ fn get(authority: &str, path: &str, token: Option<&str>) -> HttpRequest {
     }
 }
 
-pub fn ecs_ram_role(
-    env: EnvLookup<'_>,
-    transport: &dyn Transport,
-) -> Result<Found, CredentialsError> {
+pub fn ecs_ram_role(cx: &Context<'_>) -> Result<Found, CredentialsError> {
+    let env = cx.env;
     if var(env, "ALIBABA_CLOUD_ECS_METADATA_DISABLED")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
@@ -51,15 +49,12 @@ pub fn ecs_ram_role(
             "disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED".into(),
         ));
     }
-    fetch(env, transport, var(env, "ALIBABA_CLOUD_ECS_METADATA"))
+    fetch(cx, var(env, "ALIBABA_CLOUD_ECS_METADATA"))
 }
 
 /// The credentials of `role` (discovered when `None`) from the metadata service.
-pub fn fetch(
-    env: EnvLookup<'_>,
-    transport: &dyn Transport,
-    role: Option<String>,
-) -> Result<Found, CredentialsError> {
+pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, CredentialsError> {
+    let env = cx.env;
     let host = endpoint(env);
     let unreachable = |e: TransportError| {
         CredentialsError(format!(
@@ -86,23 +81,23 @@ pub fn fetch(
     let token = if v2_disabled {
         None
     } else {
-        let token_response = send(
-            transport,
-            "metadata token",
-            HttpRequest {
-                method: "PUT",
-                scheme: Scheme::Http,
-                authority: host.clone(),
-                path_and_query: "/latest/api/token".into(),
-                headers: vec![(
-                    "x-aliyun-ecs-metadata-token-ttl-seconds".into(),
-                    TOKEN_TTL_SECONDS.into(),
-                )],
-                body: Vec::new(),
-                timeout: Some(TIMEOUT),
-            },
-        )
-        .map_err(unreachable)?;
+        let token_response = cx
+            .send_once(
+                "metadata token",
+                HttpRequest {
+                    method: "PUT",
+                    scheme: Scheme::Http,
+                    authority: host.clone(),
+                    path_and_query: "/latest/api/token".into(),
+                    headers: vec![(
+                        "x-aliyun-ecs-metadata-token-ttl-seconds".into(),
+                        TOKEN_TTL_SECONDS.into(),
+                    )],
+                    body: Vec::new(),
+                    timeout: Some(TIMEOUT),
+                },
+            )
+            .map_err(unreachable)?;
         let token = (token_response.status == 200)
             .then(|| {
                 String::from_utf8_lossy(&token_response.body)
@@ -133,12 +128,9 @@ pub fn fetch(
     let role = match role {
         Some(role) => role,
         None => {
-            let r = send(
-                transport,
-                "metadata role name",
-                get(&host, CREDENTIALS_PATH, token),
-            )
-            .map_err(unreachable)?;
+            let r = cx
+                .send_once("metadata role name", get(&host, CREDENTIALS_PATH, token))
+                .map_err(unreachable)?;
             if r.status == 404 {
                 return Ok(Found::Skipped(format!(
                     "the instance at http://{host} has no RAM role attached"
@@ -163,12 +155,12 @@ pub fn fetch(
         )));
     }
     let source = format!("ECS RAM role {role} via metadata http://{host}");
-    let r = send(
-        transport,
-        "metadata credentials",
-        get(&host, &format!("{CREDENTIALS_PATH}{role}"), token),
-    )
-    .map_err(unreachable)?;
+    let r = cx
+        .send_once(
+            "metadata credentials",
+            get(&host, &format!("{CREDENTIALS_PATH}{role}"), token),
+        )
+        .map_err(unreachable)?;
     let body = ok_body(&host, &format!("credentials of role {role}"), &r)?;
     let json: serde_json::Value = serde_json::from_str(&body)
         .map_err(|_| CredentialsError(format!("{source}: the answer is not JSON")))?;
@@ -197,25 +189,6 @@ pub fn fetch(
     }))
 }
 
-/// Sends one metadata request, with a diagnostic line naming what was asked (not the path:
-/// the answer of the token request is a session token, and only status and timing are shown).
-fn send(
-    transport: &dyn Transport,
-    what: &str,
-    request: HttpRequest,
-) -> Result<HttpResponse, TransportError> {
-    let host = request.authority.clone();
-    let started = std::time::SystemTime::now();
-    let outcome = transport.send(request);
-    crate::diag::line(|| {
-        let elapsed = std::time::SystemTime::now()
-            .duration_since(started)
-            .unwrap_or_default();
-        crate::diag::request_line(what, &host, &outcome, elapsed, 1)
-    });
-    outcome
-}
-
 fn ok_body(host: &str, what: &str, r: &HttpResponse) -> Result<String, CredentialsError> {
     if r.status != 200 {
         return Err(CredentialsError(format!(
@@ -228,8 +201,8 @@ fn ok_body(host: &str, what: &str, r: &HttpResponse) -> Result<String, Credentia
 
 #[cfg(test)]
 mod tests {
-    use super::super::resolve;
     use super::super::testing::env;
+    use super::super::testing::resolve;
     use super::*;
     use crate::transport::mock::MockTransport;
 

@@ -1,16 +1,18 @@
-//! RRSA / OIDC: exchanges the OIDC token in `ALIBABA_CLOUD_OIDC_TOKEN_FILE` for temporary
-//! credentials with STS `AssumeRoleWithOIDC` (reference §4.3). The call is anonymous: the
-//! token is the proof, so no AccessKey signs it.
+//! STS 2015-04-01 over the RPC client: `AssumeRole` (signed with the credentials that assume
+//! the role) and `AssumeRoleWithOIDC` (anonymous: the OIDC token is the proof), with the
+//! endpoint, session name and session length the official SDKs choose, and the hints a
+//! refused assumption deserves.
 
-use super::{read_named_file, var, Credentials, CredentialsError, EnvLookup, Found};
-use crate::acs3;
-use crate::kms::format_date;
-use crate::retry;
-use crate::retry::{Clock, RealClock};
-use crate::transport::{HttpRequest, HttpResponse, Scheme, Transport, TransportError};
-use std::time::{Duration, SystemTime};
+use super::{var, Context, Credentials, CredentialsError, EnvLookup};
+use crate::rpc::{self, Api, Call};
+use std::time::SystemTime;
 
-pub const STS_VERSION: &str = "2015-04-01";
+pub const API: Api = Api {
+    product: "STS",
+    version: "2015-04-01",
+    log_prefix: "STS ",
+    endpoint_hint: "Check ALIBABA_CLOUD_STS_ENDPOINT (or ALIBABA_CLOUD_STS_REGION).",
+};
 
 /// How long an STS session lasts unless configured: as in the official SDKs.
 const DEFAULT_DURATION_SECONDS: u32 = 3600;
@@ -107,48 +109,6 @@ pub fn session_name(env: EnvLookup<'_>, now: SystemTime) -> String {
         })
 }
 
-/// The RRSA/OIDC provider: skipped unless all three variables are set.
-pub fn oidc(
-    env: EnvLookup<'_>,
-    transport: &dyn Transport,
-    now: SystemTime,
-) -> Result<Found, CredentialsError> {
-    const TOKEN_VAR: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
-    let role = var(env, "ALIBABA_CLOUD_ROLE_ARN");
-    let provider = var(env, "ALIBABA_CLOUD_OIDC_PROVIDER_ARN");
-    let token_file = var(env, TOKEN_VAR);
-    let (Some(role), Some(provider), Some(_)) = (role, provider, token_file) else {
-        return Ok(Found::Skipped(format!(
-            "ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and {TOKEN_VAR} are not all \
-             set"
-        )));
-    };
-    // Re-read on every run: the token rotates.
-    let (path, token) = read_named_file(env, TOKEN_VAR)?.expect("the variable is set");
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(CredentialsError(format!("{TOKEN_VAR}={path} is empty")));
-    }
-    let host = endpoint(env)?;
-    let source = format!("RRSA/OIDC role {role} via {host}");
-    let duration = duration_seconds(env, None)?;
-    assume_role_with_oidc(
-        transport,
-        now,
-        &OidcExchange {
-            host: &host,
-            role_arn: &role,
-            provider_arn: &provider,
-            token,
-            session: &session_name(env, now),
-            duration,
-            source: &source,
-            token_origin: TOKEN_VAR,
-        },
-    )
-    .map(Found::Yes)
-}
-
 /// One `AssumeRoleWithOIDC` call: the OIDC token (already read) for the role's credentials.
 pub struct OidcExchange<'a> {
     /// The STS `host[:port]`.
@@ -168,54 +128,22 @@ pub struct OidcExchange<'a> {
 /// STS `AssumeRoleWithOIDC`, anonymous: the token is the proof. The token travels in the
 /// form body, never in the URL, and never appears in an error.
 pub fn assume_role_with_oidc(
-    transport: &dyn Transport,
-    now: SystemTime,
+    cx: &Context<'_>,
     x: &OidcExchange<'_>,
 ) -> Result<Credentials, CredentialsError> {
-    let params = [
-        ("DurationSeconds", x.duration.to_string()),
-        ("OIDCProviderArn", x.provider_arn.to_string()),
-        ("OIDCToken", x.token.to_string()),
-        ("RoleArn", x.role_arn.to_string()),
-        ("RoleSessionName", x.session.to_string()),
-    ];
-    let body = form(&params);
-    let build = |now: SystemTime| HttpRequest {
-        method: "POST",
-        scheme: Scheme::Https,
-        authority: x.host.to_string(),
-        path_and_query: "/".into(),
-        headers: vec![
-            ("x-acs-action".into(), "AssumeRoleWithOIDC".into()),
-            ("x-acs-version".into(), STS_VERSION.into()),
-            ("x-acs-date".into(), format_date(now)),
-            ("x-acs-signature-nonce".into(), nonce()),
-            (
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            ),
-            ("accept".into(), "application/json".into()),
+    let call = Call::form(
+        "AssumeRoleWithOIDC",
+        vec![
+            ("DurationSeconds", x.duration.to_string()),
+            ("OIDCProviderArn", x.provider_arn.to_string()),
+            ("OIDCToken", x.token.to_string()),
+            ("RoleArn", x.role_arn.to_string()),
+            ("RoleSessionName", x.session.to_string()),
         ],
-        body: body.clone().into_bytes(),
-        timeout: None,
-    };
-    let source = x.source;
-    let response = send_retrying(transport, "AssumeRoleWithOIDC", now, build).map_err(|e| {
-        CredentialsError(format!(
-            "{source}: STS AssumeRoleWithOIDC got no answer: {e}"
-        ))
-    })?;
-    let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
-    if !(200..300).contains(&response.status) {
-        return Err(CredentialsError(sts_error(
-            source,
-            "AssumeRoleWithOIDC",
-            response.status,
-            json.as_ref(),
-            x.token_origin,
-        )));
-    }
-    credentials_from(source, json.as_ref())
+    );
+    let client =
+        rpc::Client::new(&API, cx.transport, x.host, cx.deadline.clone()).with_clock(cx.clock);
+    answer(x.source, call.action, client.call(call), x.token_origin)
 }
 
 /// What a role assumption may add to the role ARN (all optional).
@@ -236,19 +164,18 @@ pub struct AssumeOptions<'a> {
 /// STS `AssumeRole` signed (ACS3) by `with`, for `role_arn`. `source` names where the role
 /// and the signing key came from.
 pub fn assume_role(
-    env: EnvLookup<'_>,
-    transport: &dyn Transport,
-    now: SystemTime,
+    cx: &Context<'_>,
     with: &Credentials,
     role_arn: &str,
     options: &AssumeOptions<'_>,
 ) -> Result<Credentials, CredentialsError> {
+    let env = cx.env;
     let host = endpoint_in(env, options.region)?;
     let source = format!("role {role_arn} via {host}, assumed with {}", with.source);
     let session = options
         .session
         .map(str::to_string)
-        .unwrap_or_else(|| session_name(env, now));
+        .unwrap_or_else(|| session_name(env, cx.clock.now()));
     let duration = match options.duration {
         Some(d) => d,
         None => duration_seconds(env, None)?,
@@ -264,151 +191,35 @@ pub fn assume_role(
     if let Some(id) = options.external_id.filter(|p| !p.trim().is_empty()) {
         params.push(("ExternalId", id.trim().to_string()));
     }
-    let query: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let build = |now: SystemTime| {
-        let mut headers: Vec<(String, String)> = vec![
-            ("host".into(), host.clone()),
-            ("x-acs-action".into(), "AssumeRole".into()),
-            ("x-acs-version".into(), STS_VERSION.into()),
-            ("x-acs-date".into(), format_date(now)),
-            ("x-acs-signature-nonce".into(), nonce()),
-            (
-                "x-acs-content-sha256".into(),
-                acs3::EMPTY_BODY_SHA256.into(),
-            ),
-            ("accept".into(), "application/json".into()),
-        ];
-        if let Some(token) = &with.security_token {
-            headers.push(("x-acs-accesskey-id".into(), with.access_key_id.clone()));
-            headers.push(("x-acs-security-token".into(), token.clone()));
-        }
-        let header_refs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let authorization = acs3::authorization(
-            &acs3::SignableRequest {
-                method: "POST",
-                path: "/",
-                query: &query,
-                headers: &header_refs,
-                payload_sha256: acs3::EMPTY_BODY_SHA256,
-            },
-            &with.access_key_id,
-            &with.access_key_secret,
-        );
-        headers.retain(|(k, _)| k != "host");
-        headers.push(("authorization".into(), authorization));
-        HttpRequest {
-            method: "POST",
-            scheme: Scheme::Https,
-            authority: host.clone(),
-            path_and_query: format!("/?{}", acs3::canonical_query(&query)),
-            headers,
-            body: Vec::new(),
-            timeout: None,
-        }
-    };
-    let response = send_retrying(transport, "AssumeRole", now, build)
-        .map_err(|e| CredentialsError(format!("{source}: STS AssumeRole got no answer: {e}")))?;
-    let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
-    if !(200..300).contains(&response.status) {
-        return Err(CredentialsError(sts_error(
-            &source,
-            "AssumeRole",
-            response.status,
-            json.as_ref(),
-            "",
-        )));
-    }
-    credentials_from(&source, json.as_ref())
+    let client = rpc::Client::new(&API, cx.transport, &host, cx.deadline.clone())
+        .with_clock(cx.clock)
+        .signed(with.clone());
+    let call = Call::new("AssumeRole", params);
+    answer(&source, call.action, client.call(call), "")
 }
 
-/// Sends an STS request, built afresh for each attempt (new date and nonce, re-signed), and
-/// retries what the KMS client retries (broken connections, throttling, 5xx) with the same
-/// backoff, within the current deadline.
-fn send_retrying(
-    transport: &dyn Transport,
-    action: &str,
-    start: SystemTime,
-    build: impl Fn(SystemTime) -> HttpRequest,
-) -> Result<HttpResponse, TransportError> {
-    let deadline = retry::current(start);
-    let mut attempt = 0u32;
-    loop {
-        let now = SystemTime::now().max(start);
-        let mut request = build(now);
-        request.timeout = Some(deadline.remaining(now).min(retry::REQUEST_CAP));
-        let host = request.authority.clone();
-        let outcome = transport.send(request);
-        attempt += 1;
-        let elapsed = SystemTime::now().duration_since(now).unwrap_or_default();
-        crate::diag::line(|| {
-            crate::diag::request_line(&format!("STS {action}"), &host, &outcome, elapsed, attempt)
-        });
-        let again = match &outcome {
-            Err(e) => retry::retryable_transport(action, e),
-            Ok(r) if (200..300).contains(&r.status) => false,
-            Ok(r) => {
-                let code = serde_json::from_slice::<serde_json::Value>(&r.body)
-                    .ok()
-                    .and_then(|j| j.get("Code").and_then(|c| c.as_str()).map(str::to_string))
-                    .unwrap_or_default();
-                retry::retryable_code(action, r.status, &code)
-            }
-        };
-        if !again || attempt >= retry::MAX_ATTEMPTS {
-            return outcome;
-        }
-        let delay = retry::backoff(attempt - 1, retry::random_u64());
-        if deadline.remaining(SystemTime::now()) <= delay + Duration::from_millis(100) {
-            return outcome;
-        }
-        RealClock.sleep(delay);
-    }
-}
-
-/// `a=b&c=d`, percent-encoded as ACS3 does.
-fn form(params: &[(&str, String)]) -> String {
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", acs3::percent_encode(k), acs3::percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the platform provides randomness");
-    hex::encode(bytes)
-}
-
-/// A clear message from an STS error body (`Code`, `Message`, `RequestId`), with a hint for
-/// the codes a user can act on. Never includes a request parameter.
-fn sts_error(
+/// The credentials of an STS answer, or a clear message with a hint for the codes a user
+/// can act on. Never includes a request parameter.
+fn answer(
     source: &str,
     action: &str,
-    status: u16,
-    json: Option<&serde_json::Value>,
+    outcome: Result<serde_json::Value, rpc::Error>,
     token_origin: &str,
-) -> String {
-    let field = |name: &str| {
-        json.and_then(|j| j.get(name))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
+) -> Result<Credentials, CredentialsError> {
+    let e = match outcome {
+        Ok(json) => return credentials_from(source, &json),
+        Err(e) => e,
     };
-    use crate::untrusted::{server_text, CODE_CHARS, MESSAGE_CHARS, REQUEST_ID_CHARS};
-    let code = Some(server_text(&field("Code"), CODE_CHARS))
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| format!("HTTP{status}"));
-    let message = server_text(&field("Message"), MESSAGE_CHARS);
-    let request_id = server_text(&field("RequestId"), REQUEST_ID_CHARS);
-    let hint = if (300..400).contains(&status) {
-        " STS answered with a redirect, and redirects are not followed: check \
-         ALIBABA_CLOUD_STS_ENDPOINT (or ALIBABA_CLOUD_STS_REGION)."
-            .to_string()
-    } else if code.contains("OIDCToken.Expired") {
+    let rpc::Error::Service(e) = e else {
+        return Err(CredentialsError(match &e {
+            rpc::Error::Transport(_) | rpc::Error::Deadline { .. } => {
+                format!("{source}: STS {action} got no answer: {e}")
+            }
+            _ => format!("{source}: {e}"),
+        }));
+    };
+    let code = &e.code;
+    let hint = if code.contains("OIDCToken.Expired") {
         format!(
             " The OIDC token in {token_origin} has expired; it is normally rotated by the \
              cluster (RRSA), check that the file is refreshed."
@@ -423,10 +234,10 @@ fn sts_error(
     } else {
         String::new()
     };
-    format!(
-        "{source}: STS {action} failed with HTTP {status} {code}: {message} (RequestId \
-         {request_id}).{hint}"
-    )
+    Err(CredentialsError(format!(
+        "{source}: STS {} failed with HTTP {} {code}: {} (RequestId {}).{hint}",
+        e.action, e.http_status, e.message, e.request_id
+    )))
 }
 
 #[derive(serde::Deserialize)]
@@ -441,11 +252,11 @@ struct StsCredentials {
 /// `Credentials.{AccessKeyId, AccessKeySecret, SecurityToken, Expiration}` of an STS answer.
 fn credentials_from(
     source: &str,
-    json: Option<&serde_json::Value>,
+    json: &serde_json::Value,
 ) -> Result<Credentials, CredentialsError> {
     let bad = |why: &str| CredentialsError(format!("{source}: STS answered {why}"));
     let c = json
-        .and_then(|j| j.get("Credentials"))
+        .get("Credentials")
         .ok_or_else(|| bad("without Credentials"))?;
     let c: StsCredentials = serde_json::from_value(c.clone())
         .map_err(|_| bad("with incomplete Credentials (expected AccessKeyId, AccessKeySecret, SecurityToken, Expiration)"))?;
@@ -465,8 +276,8 @@ fn credentials_from(
 
 #[cfg(test)]
 mod tests {
-    use super::super::resolve;
     use super::super::testing::env_off_ecs as env;
+    use super::super::testing::resolve;
     use super::*;
     use crate::transport::mock::{json, MockTransport};
     use crate::transport::TransportError;

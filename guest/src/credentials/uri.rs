@@ -3,18 +3,14 @@
 //! query may carry a secret (tokens often live in the path), so messages name only its
 //! scheme and host.
 
-use super::{var, Credentials, CredentialsError, EnvLookup, Found};
+use super::{var, Context, Credentials, CredentialsError, Found};
 use crate::retry;
-use crate::transport::{HttpRequest, Scheme, Transport};
-use std::time::SystemTime;
+use crate::transport::{HttpRequest, Scheme};
 
 const VAR: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
 
-pub fn credentials_uri(
-    env: EnvLookup<'_>,
-    transport: &dyn Transport,
-    now: SystemTime,
-) -> Result<Found, CredentialsError> {
+pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
+    let env = cx.env;
     let Some(uri) = var(env, VAR) else {
         return Ok(Found::Skipped(format!("{VAR} is not set")));
     };
@@ -42,23 +38,19 @@ pub fn credentials_uri(
         "http"
     };
     let source = format!("credentials URI {scheme_name}://{authority} ({VAR})");
-    let started = SystemTime::now();
-    let outcome = transport.send(HttpRequest {
-        method: "GET",
-        scheme,
-        authority: authority.to_string(),
-        path_and_query: path_and_query.to_string(),
-        headers: vec![("accept".into(), "application/json".into())],
-        body: Vec::new(),
-        timeout: Some(retry::current(now).remaining(now).min(retry::REQUEST_CAP)),
-    });
     // The host only: the URI's path and query may carry a secret.
-    crate::diag::line(|| {
-        let elapsed = SystemTime::now()
-            .duration_since(started)
-            .unwrap_or_default();
-        crate::diag::request_line("credentials URI", authority, &outcome, elapsed, 1)
-    });
+    let outcome = cx.send_once(
+        "credentials URI",
+        HttpRequest {
+            method: "GET",
+            scheme,
+            authority: authority.to_string(),
+            path_and_query: path_and_query.to_string(),
+            headers: vec![("accept".into(), "application/json".into())],
+            body: Vec::new(),
+            timeout: Some(retry::REQUEST_CAP),
+        },
+    );
     let response = outcome.map_err(|e| CredentialsError(format!("{source}: no answer: {e}")))?;
     if (300..400).contains(&response.status) {
         return Err(CredentialsError(format!(
@@ -102,8 +94,8 @@ pub fn credentials_uri(
 
 #[cfg(test)]
 mod tests {
-    use super::super::resolve;
     use super::super::testing::env_off_ecs as env;
+    use super::super::testing::resolve;
     use crate::transport::mock::{json, MockTransport};
     use crate::transport::Scheme;
 
