@@ -161,7 +161,7 @@ pub fn handle(args: &[String], stdin: &mut dyn Input, signer: &Signer<'_>) -> Re
     let deadline;
     let args: PluginArgs = match serde_json::from_str::<Value>(raw) {
         Ok(v @ Value::Object(_)) => {
-            deadline = ctx_deadline(&v);
+            deadline = alibabakms_contract::ctx_deadline(&v);
             match serde_json::from_value(v) {
                 Ok(a) => a,
                 Err(e) => return error(format!("the request is not valid plugin JSON: {e}")),
@@ -235,47 +235,6 @@ struct MethodArgs {
     public_key: Option<PublicKeyArgs>,
     sign_message: Option<SignArgs>,
     verify_signature: Option<VerifyArgs>,
-}
-
-/// The earliest `ctxDeadline` anywhere in the request (initOptions, its rpcOptions, the
-/// method's rpcOptions, createKey), with its text; `""` counts as absent.
-fn ctx_deadline(v: &Value) -> Result<Option<(std::time::SystemTime, String)>, String> {
-    fn collect<'v>(v: &'v Value, out: &mut Vec<&'v Value>) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m {
-                    if k == "ctxDeadline" {
-                        out.push(v);
-                    } else {
-                        collect(v, out);
-                    }
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    collect(v, &mut found);
-    let mut earliest: Option<(std::time::SystemTime, String)> = None;
-    for value in found {
-        let text = match value {
-            Value::Null => continue,
-            Value::String(s) if s.is_empty() => continue,
-            Value::String(s) => s,
-            other => return Err(format!("ctxDeadline {other} is not an RFC 3339 time")),
-        };
-        let at = crate::rfc3339::parse_rfc3339(text).ok_or_else(|| {
-            format!(
-                "ctxDeadline {:?} is not an RFC 3339 time such as 2026-11-26T05:41:17.281973069Z",
-                text.chars().take(64).collect::<String>()
-            )
-        })?;
-        if earliest.as_ref().is_none_or(|(e, _)| at < *e) {
-            earliest = Some((at, text.clone()));
-        }
-    }
-    Ok(earliest)
 }
 
 fn dispatch(
@@ -569,6 +528,7 @@ mod tests {
 
     #[test]
     fn the_earliest_ctx_deadline_wins() {
+        use alibabakms_contract::ctx_deadline;
         let v: Value = serde_json::from_str(
             r#"{"initOptions":{"ctxDeadline":"2030-01-01T00:00:10Z","rpcOptions":{"ctxDeadline":""}},
                 "signMessage":{"signOptions":{"rpcOptions":{"ctxDeadline":"2030-01-01T00:00:05.5Z"}}},

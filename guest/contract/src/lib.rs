@@ -4,10 +4,18 @@
 //! which variables the credential chain reads (the host passes exactly those), which forms an
 //! endpoint variable takes (the host allows the host the guest will call), how long a call may
 //! take without cosign's deadline (the host's backstop follows the guest's bound), and how
-//! `ctxDeadline` is written. When the two sides read these separately they drift apart; here
-//! they cannot.
+//! `ctxDeadline` is written and found, which files are shared where, and how far an Aliyun
+//! CLI profile chain is followed. When the two sides read these separately they drift
+//! apart; here they cannot.
 
+mod deadline;
+mod endpoints;
+mod profiles;
 pub mod rfc3339;
+
+pub use deadline::ctx_deadline;
+pub use endpoints::{credentials_uri, imds_endpoint, sts_endpoint, UriTarget};
+pub use profiles::{profile_chain, ProfileChainError};
 
 use std::time::Duration;
 
@@ -83,6 +91,35 @@ pub mod vars {
 /// stop there.
 pub const MAX_PROFILE_CHAIN: usize = 5;
 
+/// A credential file the chain reads: the variable that names it (set by the host to the
+/// path the guest sees), its default under the home directory, and the directory it is
+/// shared at inside the sandbox.
+pub struct CredentialFile {
+    pub var: &'static str,
+    /// `None`: only where the variable points.
+    pub default_in_home: Option<&'static str>,
+    pub guest_dir: &'static str,
+}
+
+pub const CREDENTIAL_FILES: &[CredentialFile] = &[
+    CredentialFile {
+        var: vars::CONFIG_FILE,
+        default_in_home: Some(".aliyun/config.json"),
+        guest_dir: "/credentials/aliyun-cli",
+    },
+    CredentialFile {
+        var: vars::CREDENTIALS_FILE,
+        default_in_home: Some(".alibabacloud/credentials"),
+        guest_dir: "/credentials/alibabacloud",
+    },
+    // RRSA: the projected service-account token; re-read on every run (it rotates).
+    CredentialFile {
+        var: vars::OIDC_TOKEN_FILE,
+        default_in_home: None,
+        guest_dir: "/credentials/oidc",
+    },
+];
+
 /// A call's limit when cosign sends no `ctxDeadline`, unless [`vars::TIMEOUT`] says otherwise.
 pub const DEFAULT_LIMIT: Duration = Duration::from_secs(60);
 
@@ -129,37 +166,6 @@ pub fn cache_ttl(value: Option<&str>) -> Result<Duration, String> {
                 )
             }),
     }
-}
-
-/// The STS `host[:port]` that [`vars::STS_ENDPOINT`] names: `host[:port]`, optionally with
-/// `https://` and a trailing `/`. STS is called over HTTPS only (a role assumption carries a
-/// signature or an OIDC token), so `http://` and any other scheme or a path are refused,
-/// with a message naming the variable.
-pub fn sts_endpoint(value: &str) -> Result<String, String> {
-    let v = value.trim();
-    let rest = match v.split_once("://") {
-        None => v,
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => rest,
-        Some((scheme, _)) => {
-            return Err(format!(
-                "{}={v}: STS is called over HTTPS only; give host[:port] or https://host[:port], \
-                 not {scheme}://",
-                vars::STS_ENDPOINT
-            ))
-        }
-    };
-    let host = rest.trim_end_matches('/');
-    let bad = host.is_empty()
-        || host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "/?#@".contains(c));
-    if bad {
-        return Err(format!(
-            "{}={v} is not host[:port] (e.g. sts.cn-hangzhou.aliyuncs.com or 127.0.0.1:9443)",
-            vars::STS_ENDPOINT
-        ));
-    }
-    Ok(host.to_string())
 }
 
 #[cfg(test)]

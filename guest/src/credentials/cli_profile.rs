@@ -2,7 +2,7 @@
 //! `ALIBABA_CLOUD_PROFILE` or the file's `current`, in each mode the plugin supports,
 //! source profiles followed to a bounded depth.
 
-use super::files::{profile_name, read_named_file, read_small_file};
+use super::files::{not_configured, profile_name, read_named_file, read_small_file};
 use super::{imds, keys_from, sts, var, Context, Credentials, CredentialsError, Found};
 
 #[derive(serde::Deserialize)]
@@ -51,7 +51,7 @@ struct CliProfile {
 /// `~/.aliyun/config.json`, as written by `aliyun configure`.
 pub fn cli_profile(cx: &Context<'_>) -> Result<Found, CredentialsError> {
     let env = cx.env;
-    const VAR: &str = "ALIBABA_CLOUD_CONFIG_FILE";
+    const VAR: &str = alibabakms_contract::vars::CONFIG_FILE;
     if var(env, "ALIBABA_CLOUD_CLI_PROFILE_DISABLED")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
@@ -60,9 +60,7 @@ pub fn cli_profile(cx: &Context<'_>) -> Result<Found, CredentialsError> {
         ));
     }
     let Some((path, text)) = read_named_file(env, VAR)? else {
-        return Ok(Found::Skipped(format!(
-            "no ~/.aliyun/config.json and {VAR} is not set"
-        )));
+        return Ok(Found::Skipped(not_configured(VAR)));
     };
     let config: CliConfig = serde_json::from_str(&text).map_err(|e| {
         CredentialsError(format!(
@@ -80,8 +78,8 @@ pub fn cli_profile(cx: &Context<'_>) -> Result<Found, CredentialsError> {
         config: &config,
         path: &path,
     };
-    cli.profile(&name, chosen_by, &mut Vec::new())
-        .map(Found::Yes)
+    cli.chain_from(&name)?;
+    cli.profile(&name, chosen_by).map(Found::Yes)
 }
 
 /// Every mode the Aliyun CLI knows, spelled as it writes them (`config/profile.go`).
@@ -122,29 +120,34 @@ struct Cli<'a> {
 }
 
 /// How deep `ChainableRamRoleArn` profiles may chain (each link is one AssumeRole).
-use alibabakms_contract::MAX_PROFILE_CHAIN;
+use alibabakms_contract::{profile_chain, ProfileChainError, MAX_PROFILE_CHAIN};
 
 impl Cli<'_> {
-    fn profile(
-        &self,
-        name: &str,
-        chosen_by: &str,
-        visited: &mut Vec<String>,
-    ) -> Result<Credentials, CredentialsError> {
-        let (env, path) = (self.cx.env, self.path);
-        if visited.iter().any(|v| v == name) {
-            return Err(CredentialsError(format!(
-                "profiles in {path} chain in a loop: {} -> {name}",
-                visited.join(" -> ")
-            )));
-        }
-        if visited.len() >= MAX_PROFILE_CHAIN {
-            return Err(CredentialsError(format!(
+    /// Walks the chain from `name` first (the walk the host shares token files by), so a
+    /// loop or a chain too deep fails before any request.
+    fn chain_from(&self, name: &str) -> Result<(), CredentialsError> {
+        let path = self.path;
+        let source_of = |n: &str| {
+            let p = self.config.profiles.iter().find(|p| p.name == n)?;
+            let from = p.source_profile.trim();
+            (cli_mode(&p.mode) == "ChainableRamRoleArn" && !from.is_empty())
+                .then(|| from.to_string())
+        };
+        match profile_chain(name, source_of) {
+            Ok(_) => Ok(()),
+            Err(ProfileChainError::Loop { chain, again }) => Err(CredentialsError(format!(
+                "profiles in {path} chain in a loop: {} -> {again}",
+                chain.join(" -> ")
+            ))),
+            Err(ProfileChainError::TooDeep { chain }) => Err(CredentialsError(format!(
                 "profiles in {path} chain more than {MAX_PROFILE_CHAIN} deep: {}",
-                visited.join(" -> ")
-            )));
+                chain.join(" -> ")
+            ))),
         }
-        visited.push(name.to_string());
+    }
+
+    fn profile(&self, name: &str, chosen_by: &str) -> Result<Credentials, CredentialsError> {
+        let (env, path) = (self.cx.env, self.path);
         let profile = self
             .config
             .profiles
@@ -282,7 +285,7 @@ impl Cli<'_> {
                 }
                 // Checked before the source profile sends anything.
                 duration()?;
-                let base = self.profile(from, &format!("source_profile of {name:?}"), visited)?;
+                let base = self.profile(from, &format!("source_profile of {name:?}"))?;
                 assume(base)
             }
             other => Err(CredentialsError(format!(

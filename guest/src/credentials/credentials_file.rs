@@ -1,17 +1,15 @@
 //! The shared credentials file `~/.alibabacloud/credentials`: an INI file with one section
 //! per profile (`access_key`, `ram_role_arn`, `ecs_ram_role`).
 
-use super::files::{profile_name, read_named_file};
+use super::files::{not_configured, profile_name, read_named_file};
 use super::{imds, keys_from, sts, Context, Credentials, CredentialsError, Found};
 
 /// `~/.alibabacloud/credentials`: an INI file with one section per profile.
 pub fn credentials_file(cx: &Context<'_>) -> Result<Found, CredentialsError> {
     let env = cx.env;
-    const VAR: &str = "ALIBABA_CLOUD_CREDENTIALS_FILE";
+    const VAR: &str = alibabakms_contract::vars::CREDENTIALS_FILE;
     let Some((path, text)) = read_named_file(env, VAR)? else {
-        return Ok(Found::Skipped(format!(
-            "no ~/.alibabacloud/credentials and {VAR} is not set"
-        )));
+        return Ok(Found::Skipped(not_configured(VAR)));
     };
     let name = profile_name(env, "default");
     let Some(section) = ini_section(&text, &name) else {

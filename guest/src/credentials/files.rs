@@ -4,7 +4,7 @@
 use super::{var, CredentialsError, EnvLookup};
 
 /// Set by the host, not the user: the credential-file variables whose file it did not share.
-const NOT_SHARED_VAR: &str = "SIGSTORE_ALIBABAKMS_NOT_SHARED";
+const NOT_SHARED_VAR: &str = alibabakms_contract::vars::NOT_SHARED;
 
 /// Credential files are small; a larger one is not a credential file.
 const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -60,4 +60,17 @@ pub fn read_small_file(path: &str, what: &str) -> Result<String, CredentialsErro
 /// The profile a file-based source uses: `ALIBABA_CLOUD_PROFILE`, else `fallback`.
 pub fn profile_name(env: EnvLookup<'_>, fallback: &str) -> String {
     var(env, "ALIBABA_CLOUD_PROFILE").unwrap_or_else(|| fallback.to_string())
+}
+
+/// Why a file source was skipped: neither its default file (which the host shares when it
+/// exists) nor `variable` is there.
+pub fn not_configured(variable: &str) -> String {
+    let default = alibabakms_contract::CREDENTIAL_FILES
+        .iter()
+        .find(|f| f.var == variable)
+        .and_then(|f| f.default_in_home);
+    match default {
+        Some(file) => format!("no ~/{file} and {variable} is not set"),
+        None => format!("{variable} is not set"),
+    }
 }

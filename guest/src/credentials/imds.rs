@@ -14,12 +14,8 @@ const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
 
 /// `ALIBABA_CLOUD_IMDS_ENDPOINT` (`http://` and a trailing `/` dropped), else 100.100.100.200.
 pub fn endpoint(env: EnvLookup<'_>) -> String {
-    match var(env, "ALIBABA_CLOUD_IMDS_ENDPOINT") {
-        Some(e) => e
-            .strip_prefix("http://")
-            .unwrap_or(&e)
-            .trim_end_matches('/')
-            .to_string(),
+    match var(env, alibabakms_contract::vars::IMDS_ENDPOINT) {
+        Some(e) => alibabakms_contract::imds_endpoint(&e),
         None => DEFAULT_ENDPOINT.to_string(),
     }
 }

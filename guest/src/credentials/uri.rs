@@ -7,36 +7,20 @@ use super::{var, Context, Credentials, CredentialsError, Found};
 use crate::retry;
 use crate::transport::{HttpRequest, Scheme};
 
-const VAR: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
+const VAR: &str = alibabakms_contract::vars::CREDENTIALS_URI;
 
 pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
     let env = cx.env;
     let Some(uri) = var(env, VAR) else {
         return Ok(Found::Skipped(format!("{VAR} is not set")));
     };
-    let (scheme, rest) = if let Some(r) = uri.strip_prefix("https://") {
-        (Scheme::Https, r)
-    } else if let Some(r) = uri.strip_prefix("http://") {
-        (Scheme::Http, r)
+    let target = alibabakms_contract::credentials_uri(&uri).map_err(CredentialsError)?;
+    let (scheme, scheme_name) = if target.https {
+        (Scheme::Https, "https")
     } else {
-        return Err(CredentialsError(format!(
-            "{VAR} must start with http:// or https://"
-        )));
+        (Scheme::Http, "http")
     };
-    let (authority, path_and_query) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() || authority.contains('@') {
-        return Err(CredentialsError(format!(
-            "{VAR} has no usable host (give scheme://host[:port]/path)"
-        )));
-    }
-    let scheme_name = if scheme == Scheme::Https {
-        "https"
-    } else {
-        "http"
-    };
+    let (authority, path_and_query) = (target.authority.as_str(), target.path_and_query.as_str());
     let source = format!("credentials URI {scheme_name}://{authority} ({VAR})");
     // The host only: the URI's path and query may carry a secret.
     let outcome = cx.send_once(
