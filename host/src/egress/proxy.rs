@@ -10,6 +10,7 @@
 //!
 //! The proxy is a transport hop only: the allow-list is checked against the destination
 //! before any of this, and TLS runs end to end with the destination through the tunnel.
+//! Opening that tunnel (HTTP CONNECT, the proxy's answer) is `connect.rs`'s job.
 
 use std::fmt;
 

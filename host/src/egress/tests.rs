@@ -1,12 +1,19 @@
 //! The egress client against real loopback TLS servers spun up in each test.
 
 use super::*;
+use bytes::Bytes;
+use http_body::{Body, Frame};
 use http_body_util::{Empty, Full};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 /// A throwaway CA and a server certificate it issued for `localhost` and `127.0.0.1`.
