@@ -40,9 +40,6 @@ use alibabakms_contract::{vars::TIMEOUT as TIMEOUT_VAR, DEFAULT_LIMIT};
 /// How often the engine's epoch advances.
 const EPOCH_TICK: Duration = Duration::from_millis(50);
 
-/// The guest's RFC 3339 parser, shared so host and guest read `ctxDeadline` alike.
-use alibabakms_contract::rfc3339;
-
 /// The store's data: the WASI contexts and the sandbox's egress.
 struct Host {
     wasi: WasiCtx,
@@ -253,25 +250,12 @@ fn reaches_network(request: &serde_json::Value) -> bool {
 /// How long the host lets the guest run: the guest's own bound (the earliest `ctxDeadline`
 /// in the request, else its time limit) plus [`BACKSTOP_MARGIN`].
 fn backstop(request: Option<&serde_json::Value>, env: &[(String, String)]) -> Duration {
-    fn deadlines(v: &serde_json::Value, out: &mut Vec<SystemTime>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    match v.as_str().and_then(rfc3339::parse_rfc3339) {
-                        Some(at) if k == "ctxDeadline" => out.push(at),
-                        _ => deadlines(v, out),
-                    }
-                }
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| deadlines(v, out)),
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    if let Some(request) = request {
-        deadlines(request, &mut found);
-    }
-    let limit = match found.into_iter().min() {
+    // A request the guest refuses (a malformed ctxDeadline) is answered at once: the time
+    // limit is bound enough for it.
+    let earliest = request
+        .and_then(|r| alibabakms_contract::ctx_deadline(r).ok().flatten())
+        .map(|(at, _)| at);
+    let limit = match earliest {
         Some(at) => at
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
@@ -604,7 +588,7 @@ mod tests {
         );
         let soon = SystemTime::now() + Duration::from_secs(10);
         let later = soon + Duration::from_secs(100);
-        let text = rfc3339::format_date;
+        let text = alibabakms_contract::rfc3339::format_date;
         let json = format!(
             r#"{{"initOptions":{{"ctxDeadline":"{}"}},"createKey":{{"ctxDeadline":"{}"}}}}"#,
             text(later),

@@ -78,14 +78,8 @@ pub(super) fn hosts_named_by_env(lookup: &impl Fn(&str) -> Option<String>) -> Ve
         }
     }
     if let Some(value) = lookup(CREDENTIALS_URI_ENV) {
-        let v = value.trim();
-        let (http, rest) = match (v.strip_prefix("https://"), v.strip_prefix("http://")) {
-            (Some(r), _) => (false, Some(r)),
-            (_, Some(r)) => (true, Some(r)),
-            _ => (false, None),
-        };
-        if let Some(rest) = rest {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Ok(target) = alibabakms_contract::credentials_uri(&value) {
+            let (http, authority) = (!target.https, target.authority.as_str());
             let with_port = if authority.ends_with(']') || !authority.contains(':') {
                 format!("{authority}:{}", if http { HTTP_PORT } else { HTTPS_PORT })
             } else {
@@ -101,8 +95,7 @@ pub(super) fn hosts_named_by_env(lookup: &impl Fn(&str) -> Option<String>) -> Ve
         }
     }
     if let Some(value) = lookup(IMDS_ENDPOINT_ENV) {
-        let v = value.trim();
-        let v = v.strip_prefix("http://").unwrap_or(v).trim_end_matches('/');
+        let v = alibabakms_contract::imds_endpoint(&value);
         // No port means HTTP's 80, not HTTPS's 443.
         let with_port = if v.ends_with(']') || !v.contains(':') {
             format!("{v}:80")

@@ -4,34 +4,8 @@
 
 use alibabakms_contract::vars;
 
-/// A credential file the chain reads: the variable that names it (and that the guest reads,
-/// with the path as the guest sees it), the default under the home directory, and where its
-/// directory appears inside the sandbox.
-pub(super) struct CredentialFile {
-    pub(super) var: &'static str,
-    /// `None`: only where the variable points.
-    default_in_home: Option<&'static str>,
-    guest_dir: &'static str,
-}
-
-pub(super) const CREDENTIAL_FILES: &[CredentialFile] = &[
-    CredentialFile {
-        var: vars::CONFIG_FILE,
-        default_in_home: Some(".aliyun/config.json"),
-        guest_dir: "/credentials/aliyun-cli",
-    },
-    CredentialFile {
-        var: vars::CREDENTIALS_FILE,
-        default_in_home: Some(".alibabacloud/credentials"),
-        guest_dir: "/credentials/alibabacloud",
-    },
-    // RRSA: the projected service-account token; re-read on every run (it rotates).
-    CredentialFile {
-        var: vars::OIDC_TOKEN_FILE,
-        default_in_home: None,
-        guest_dir: "/credentials/oidc",
-    },
-];
+/// The credential files, as the contract names them.
+pub(super) use alibabakms_contract::CREDENTIAL_FILES;
 
 /// One file shared read-only with the guest: its own directory is preopened (WASI cannot
 /// share a single file), never the home directory.
@@ -163,12 +137,9 @@ pub(super) fn shareable_dir(
     Ok(())
 }
 
-/// How many `source_profile` links the host follows (the guest refuses deeper chains).
-use alibabakms_contract::MAX_PROFILE_CHAIN;
-
 /// The directories of the `oidc_token_file`s the selected Aliyun CLI profile uses: the
 /// profile itself when its mode is `OIDC`, and each `source_profile` of a
-/// `ChainableRamRoleArn` chain (loops and chains deeper than [`MAX_PROFILE_CHAIN`] end the
+/// `ChainableRamRoleArn` chain (loops and chains deeper than [`alibabakms_contract::MAX_PROFILE_CHAIN`] end the
 /// walk). Only the granted config file is read, and of it only the profile names, modes,
 /// source profiles and token paths; a config that is not valid JSON shares nothing (the guest
 /// reports it). A token path that is not absolute, not a readable file, or whose directory
@@ -183,7 +154,7 @@ pub(super) fn cli_oidc_token_dirs(
     {
         return (dirs, not_shared);
     }
-    let Some(config) = files.iter().find(|f| f.var == "ALIBABA_CLOUD_CONFIG_FILE") else {
+    let Some(config) = files.iter().find(|f| f.var == vars::CONFIG_FILE) else {
         return (dirs, not_shared);
     };
     // A FIFO, a device or a huge file is not read (the guest reports it when it opens it).
@@ -205,17 +176,24 @@ pub(super) fn cli_oidc_token_dirs(
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     let home = home_dir(lookup);
-    let mut name = lookup("ALIBABA_CLOUD_PROFILE")
+    let start = lookup("ALIBABA_CLOUD_PROFILE")
         .map(|p| p.trim().to_string())
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| field(&json, "current"));
-    let mut visited: Vec<String> = Vec::new();
-    while visited.len() < MAX_PROFILE_CHAIN && !visited.contains(&name) {
-        visited.push(name.clone());
-        let Some(profile) = profiles.iter().find(|p| field(p, "name") == name) else {
+    let find = |name: &str| profiles.iter().find(|p| field(p, "name") == name);
+    // The guest's own walk: a loop or a chain too deep ends it where the guest refuses.
+    let chain = alibabakms_contract::profile_chain(&start, |name| {
+        let profile = find(name)?;
+        let from = field(profile, "source_profile");
+        // Any case, as the CLI (and the guest) accept.
+        let chains = field(profile, "mode").eq_ignore_ascii_case("ChainableRamRoleArn");
+        (chains && !from.is_empty()).then_some(from)
+    })
+    .unwrap_or_else(|e| e.chain().to_vec());
+    for name in chain {
+        let Some(profile) = find(&name) else {
             break;
         };
-        // Any case, as the CLI (and the guest) accept.
         let mode = field(profile, "mode");
         let token_file = field(profile, "oidc_token_file");
         if mode.eq_ignore_ascii_case("OIDC") && !token_file.is_empty() {
@@ -236,10 +214,6 @@ pub(super) fn cli_oidc_token_dirs(
                 Err(reason) => not_shared.push(format!("{token_file} ({why}): {reason}")),
             }
         }
-        if !mode.eq_ignore_ascii_case("ChainableRamRoleArn") {
-            break;
-        }
-        name = field(profile, "source_profile");
     }
     (dirs, not_shared)
 }
