@@ -148,8 +148,8 @@ impl From<SignerError> for wit::Error {
     fn from(e: SignerError) -> Self {
         match e {
             SignerError::InvalidInput(m) => wit::Error::InvalidInput(m),
-            SignerError::Credentials(m) => wit::Error::Credentials(m),
-            SignerError::Transport(m) => wit::Error::Transport(m),
+            SignerError::Credentials(e) => wit::Error::Credentials(e.to_string()),
+            SignerError::Transport(e) => wit::Error::Transport(e.to_string()),
             SignerError::VerificationFailed(m) => wit::Error::VerificationFailed(m),
             SignerError::Kms(e, advice) => wit::Error::Kms((
                 wit::KmsError {

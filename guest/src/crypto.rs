@@ -8,7 +8,79 @@ use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use sha2::Digest;
+use std::fmt;
 use std::io::Read;
+
+/// Why a digest, key or signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CryptoError {
+    /// `hashFunc` 0.
+    NoHash,
+    /// A Go `crypto.Hash` number other than SHA-256/384/512.
+    UnsupportedHash(u64),
+    DigestLength {
+        hash: HashAlg,
+        got: usize,
+    },
+    /// RSA keys sign SHA-256 digests only.
+    RsaHash(HashAlg),
+    RsaBits(usize),
+    /// A key spec cosign cannot verify with (`EC_P256K (secp256k1)`, `EC_SM2`).
+    UnsupportedKey(&'static str),
+    NotAPublicKey,
+    NotDer,
+    /// The signature does not verify.
+    Mismatch(HashAlg),
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CryptoError::NoHash => {
+                write!(f, "no hash function was given (hashFunc 0); use SHA-256")
+            }
+            CryptoError::UnsupportedHash(n) => write!(
+                f,
+                "hash function {} is not supported; use SHA-256, SHA-384 or SHA-512",
+                go_hash_name(*n)
+            ),
+            CryptoError::DigestLength { hash, got } => write!(
+                f,
+                "the digest is {got} bytes, but a {} digest is {} bytes",
+                hash.name(),
+                hash.digest_len()
+            ),
+            CryptoError::RsaHash(hash) => write!(
+                f,
+                "RSA keys in KMS sign SHA-256 digests only (RSA_PKCS1_SHA_256), not {}; use \
+                 SHA-256 or an EC_P256 key",
+                hash.name()
+            ),
+            CryptoError::RsaBits(bits) => write!(
+                f,
+                "the RSA key has {bits} bits; cosign keys in KMS are RSA_2048, RSA_3072 or \
+                 RSA_4096"
+            ),
+            CryptoError::UnsupportedKey(spec) => write!(
+                f,
+                "the key is {spec}, which is not supported by cosign; use an EC_P256 or RSA key"
+            ),
+            CryptoError::NotAPublicKey => write!(
+                f,
+                "KMS returned a public key that is neither a P-256 nor an RSA PEM \
+                 SubjectPublicKeyInfo"
+            ),
+            CryptoError::NotDer => {
+                write!(f, "the signature is not an ASN.1 DER ECDSA signature")
+            }
+            CryptoError::Mismatch(hash) => write!(
+                f,
+                "the signature does not match this key and the {} digest of the message",
+                hash.name()
+            ),
+        }
+    }
+}
 
 /// A hash cosign may name, from Go's `crypto.Hash` numbering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,16 +92,13 @@ pub enum HashAlg {
 
 impl HashAlg {
     /// Maps Go's `crypto.Hash` integer (SHA256=5, SHA384=6, SHA512=7).
-    pub fn from_go(n: u64) -> Result<HashAlg, String> {
+    pub fn from_go(n: u64) -> Result<HashAlg, CryptoError> {
         match n {
             5 => Ok(HashAlg::Sha256),
             6 => Ok(HashAlg::Sha384),
             7 => Ok(HashAlg::Sha512),
-            0 => Err("no hash function was given (hashFunc 0); use SHA-256".into()),
-            other => Err(format!(
-                "hash function {} is not supported; use SHA-256, SHA-384 or SHA-512",
-                go_hash_name(other)
-            )),
+            0 => Err(CryptoError::NoHash),
+            other => Err(CryptoError::UnsupportedHash(other)),
         }
     }
 
@@ -50,14 +119,12 @@ impl HashAlg {
     }
 
     /// Checks a caller-supplied digest before any request goes out.
-    pub fn check_digest(self, digest: &[u8]) -> Result<(), String> {
+    pub fn check_digest(self, digest: &[u8]) -> Result<(), CryptoError> {
         if digest.len() != self.digest_len() {
-            return Err(format!(
-                "the digest is {} bytes, but a {} digest is {} bytes",
-                digest.len(),
-                self.name(),
-                self.digest_len()
-            ));
+            return Err(CryptoError::DigestLength {
+                hash: self,
+                got: digest.len(),
+            });
         }
         Ok(())
     }
@@ -129,16 +196,13 @@ pub enum PublicKey {
 
 impl PublicKey {
     /// Parses a PEM `PUBLIC KEY` as KMS returns it.
-    pub fn from_pem(pem: &str) -> Result<PublicKey, String> {
+    pub fn from_pem(pem: &str) -> Result<PublicKey, CryptoError> {
         if let Ok(k) = p256::PublicKey::from_public_key_pem(pem.trim()) {
             return Ok(PublicKey::P256(k.into()));
         }
         match rsa::RsaPublicKey::from_public_key_pem(pem.trim()) {
             Ok(k) if matches!(k.size() * 8, 2048 | 3072 | 4096) => Ok(PublicKey::Rsa(k)),
-            Ok(k) => Err(format!(
-                "the RSA key has {} bits; cosign keys in KMS are RSA_2048, RSA_3072 or RSA_4096",
-                k.size() * 8
-            )),
+            Ok(k) => Err(CryptoError::RsaBits(k.size() * 8)),
             Err(_) => Err(describe_unsupported_key(pem)),
         }
     }
@@ -173,44 +237,39 @@ impl PublicKey {
 
     /// Checks a signature over `digest` (computed with `hash`): ASN.1 DER ECDSA for P-256,
     /// PKCS#1 v1.5 with SHA-256 for RSA.
-    pub fn verify(&self, hash: HashAlg, digest: &[u8], signature: &[u8]) -> Result<(), String> {
+    pub fn verify(
+        &self,
+        hash: HashAlg,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError> {
         hash.check_digest(digest)?;
         match self {
             PublicKey::P256(k) => {
-                let sig = p256::ecdsa::Signature::from_der(signature)
-                    .map_err(|_| "the signature is not an ASN.1 DER ECDSA signature".to_string())?;
-                k.verify_prehash(digest, &sig).map_err(|_| mismatch(hash))
+                let sig =
+                    p256::ecdsa::Signature::from_der(signature).map_err(|_| CryptoError::NotDer)?;
+                k.verify_prehash(digest, &sig)
+                    .map_err(|_| CryptoError::Mismatch(hash))
             }
             PublicKey::Rsa(k) => {
                 check_rsa_hash(hash)?;
                 k.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), digest, signature)
-                    .map_err(|_| mismatch(hash))
+                    .map_err(|_| CryptoError::Mismatch(hash))
             }
         }
     }
 }
 
 /// RSA keys sign with RSA_PKCS1_SHA_256 only: KMS has no other PKCS#1 hash.
-pub fn check_rsa_hash(hash: HashAlg) -> Result<(), String> {
+pub fn check_rsa_hash(hash: HashAlg) -> Result<(), CryptoError> {
     if hash != HashAlg::Sha256 {
-        return Err(format!(
-            "RSA keys in KMS sign SHA-256 digests only (RSA_PKCS1_SHA_256), not {}; use \
-             SHA-256 or an EC_P256 key",
-            hash.name()
-        ));
+        return Err(CryptoError::RsaHash(hash));
     }
     Ok(())
 }
 
-fn mismatch(hash: HashAlg) -> String {
-    format!(
-        "the signature does not match this key and the {} digest of the message",
-        hash.name()
-    )
-}
-
 /// Names the key type when it is one cosign cannot use, instead of a bare parse failure.
-fn describe_unsupported_key(pem: &str) -> String {
+fn describe_unsupported_key(pem: &str) -> CryptoError {
     use base64::Engine;
     let body: String = pem
         .lines()
@@ -223,14 +282,11 @@ fn describe_unsupported_key(pem: &str) -> String {
     let contains = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
     // OIDs as DER bytes: secp256k1 1.3.132.0.10, SM2 1.2.156.10197.1.301.
     if contains(&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]) {
-        "the key is EC_P256K (secp256k1), which is not supported by cosign; use an EC_P256 or \
-         RSA key"
-            .into()
+        CryptoError::UnsupportedKey("EC_P256K (secp256k1)")
     } else if contains(&[0x06, 0x08, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x01, 0x82, 0x2d]) {
-        "the key is EC_SM2, which is not supported by cosign; use an EC_P256 or RSA key".into()
+        CryptoError::UnsupportedKey("EC_SM2")
     } else {
-        "KMS returned a public key that is neither a P-256 nor an RSA PEM SubjectPublicKeyInfo"
-            .into()
+        CryptoError::NotAPublicKey
     }
 }
 
@@ -248,7 +304,7 @@ mod tests {
     fn hash_numbers_follow_go() {
         assert_eq!(HashAlg::from_go(5), Ok(HashAlg::Sha256));
         assert_eq!(HashAlg::from_go(7), Ok(HashAlg::Sha512));
-        let e = HashAlg::from_go(3).unwrap_err();
+        let e = HashAlg::from_go(3).unwrap_err().to_string();
         assert!(e.contains("SHA-1"), "{e}");
         assert!(HashAlg::from_go(0).is_err());
     }
@@ -256,7 +312,10 @@ mod tests {
     #[test]
     fn digest_length_is_checked() {
         assert!(HashAlg::Sha256.check_digest(&[0; 32]).is_ok());
-        let e = HashAlg::Sha256.check_digest(&[0; 10]).unwrap_err();
+        let e = HashAlg::Sha256
+            .check_digest(&[0; 10])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("10 bytes") && e.contains("SHA-256"), "{e}");
     }
 
@@ -308,6 +367,7 @@ mod tests {
         assert!(pk
             .verify(HashAlg::Sha256, &digest, b"sig")
             .unwrap_err()
+            .to_string()
             .contains("DER"));
     }
 
@@ -342,7 +402,8 @@ mod tests {
             .is_err());
         let e = pk
             .verify(HashAlg::Sha512, &sha2::Sha512::digest(b"msg"), &sig)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("SHA-256"), "{e}");
     }
 
@@ -350,9 +411,13 @@ mod tests {
     fn unsupported_keys_are_named() {
         // secp256k1 SPKI (generator point), built by hand.
         let k1 = "-----BEGIN PUBLIC KEY-----\nMFYwEAYHKoZIzj0CAQYFK4EEAAoDQgAEeb5mfvncu6xVoGKVzocLBwKb/NstzijZ\nWfKBWxb4F5hIOtp3JqPEZV2k+/wOEQio/Re0SKaFVBmcR9CP+xDUuA==\n-----END PUBLIC KEY-----\n";
-        assert!(PublicKey::from_pem(k1).unwrap_err().contains("EC_P256K"));
+        assert!(PublicKey::from_pem(k1)
+            .unwrap_err()
+            .to_string()
+            .contains("EC_P256K"));
         assert!(PublicKey::from_pem("garbage")
             .unwrap_err()
+            .to_string()
             .contains("neither"));
     }
 }

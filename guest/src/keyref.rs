@@ -72,19 +72,29 @@ impl fmt::Display for KeyRef {
     }
 }
 
+/// A key reference that does not parse: what was given (its first 200 characters) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyRefError(pub String);
+pub struct KeyRefError {
+    pub shown: String,
+    pub why: String,
+}
 
 impl fmt::Display for KeyRefError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        write!(
+            f,
+            "invalid key reference {:?}: {}; {FORMS}",
+            self.shown, self.why
+        )
     }
 }
 
 fn bad(input: &str, why: impl fmt::Display) -> KeyRefError {
     // Bound what we echo back: a hostile reference could be megabytes long.
-    let shown: String = input.chars().take(200).collect();
-    KeyRefError(format!("invalid key reference {shown:?}: {why}; {FORMS}"))
+    KeyRefError {
+        shown: input.chars().take(200).collect(),
+        why: why.to_string(),
+    }
 }
 
 fn is_id_char(c: char) -> bool {

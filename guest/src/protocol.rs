@@ -352,13 +352,13 @@ fn prepare<'a>(
         .filter(|h| *h != 0)
         .or(init.hash_func.filter(|h| *h != 0))
     {
-        Some(n) => HashAlg::from_go(n)?,
+        Some(n) => HashAlg::from_go(n).map_err(|e| e.to_string())?,
         None => HashAlg::Sha256,
     };
     let message = match msg.digest {
         Some(d) => {
             let digest = decode_b64("messageOptions.digest", &d)?;
-            hash.check_digest(&digest)?;
+            hash.check_digest(&digest).map_err(|e| e.to_string())?;
             Message::Digest(digest)
         }
         None => Message::Stream(stdin),

@@ -63,7 +63,7 @@ pub fn cli_profile(cx: &Context<'_>) -> Result<Found, CredentialsError> {
         return Ok(Found::Skipped(not_configured(VAR)));
     };
     let config: CliConfig = serde_json::from_str(&text).map_err(|e| {
-        CredentialsError(format!(
+        CredentialsError::Config(format!(
             "{VAR}={path} is not a valid Aliyun CLI config: {e}"
         ))
     })?;
@@ -135,11 +135,13 @@ impl Cli<'_> {
         };
         match profile_chain(name, source_of) {
             Ok(_) => Ok(()),
-            Err(ProfileChainError::Loop { chain, again }) => Err(CredentialsError(format!(
-                "profiles in {path} chain in a loop: {} -> {again}",
-                chain.join(" -> ")
-            ))),
-            Err(ProfileChainError::TooDeep { chain }) => Err(CredentialsError(format!(
+            Err(ProfileChainError::Loop { chain, again }) => {
+                Err(CredentialsError::Config(format!(
+                    "profiles in {path} chain in a loop: {} -> {again}",
+                    chain.join(" -> ")
+                )))
+            }
+            Err(ProfileChainError::TooDeep { chain }) => Err(CredentialsError::Config(format!(
                 "profiles in {path} chain more than {MAX_PROFILE_CHAIN} deep: {}",
                 chain.join(" -> ")
             ))),
@@ -154,7 +156,7 @@ impl Cli<'_> {
             .iter()
             .find(|p| p.name == name)
             .ok_or_else(|| {
-                CredentialsError(format!(
+                CredentialsError::Config(format!(
                     "{path} has no profile {name:?} (chosen by {chosen_by}); profiles: {}",
                     self.config
                         .profiles
@@ -174,14 +176,14 @@ impl Cli<'_> {
                 token,
             )? {
                 Found::Yes(c) => Ok(c),
-                Found::Skipped(why) => Err(CredentialsError(why)),
+                Found::Skipped(why) => Err(CredentialsError::Config(why)),
             }
         };
         let non_empty = |v: &'_ str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         let session = non_empty(&profile.ram_session_name);
         let role_arn = || {
             non_empty(&profile.ram_role_arn)
-                .ok_or_else(|| CredentialsError(format!("{source} has no ram_role_arn")))
+                .ok_or_else(|| CredentialsError::Config(format!("{source} has no ram_role_arn")))
         };
         // The session length of the role assumptions (`expired_seconds`), checked before any
         // request.
@@ -190,10 +192,10 @@ impl Cli<'_> {
             let seconds = match &profile.expired_seconds {
                 serde_json::Value::Null => None,
                 serde_json::Value::Number(n) => Some(n.as_i64().ok_or_else(|| {
-                    CredentialsError(format!("{what} is not a whole number of seconds"))
+                    CredentialsError::Config(format!("{what} is not a whole number of seconds"))
                 })?),
                 _ => {
-                    return Err(CredentialsError(format!(
+                    return Err(CredentialsError::Config(format!(
                         "{what} is not a number of seconds"
                     )))
                 }
@@ -215,7 +217,9 @@ impl Cli<'_> {
             "StsToken" => {
                 let token = Some(profile.sts_token.clone()).filter(|t| !t.is_empty());
                 if token.is_none() {
-                    return Err(CredentialsError(format!("{source} has no sts_token")));
+                    return Err(CredentialsError::Config(format!(
+                        "{source} has no sts_token"
+                    )));
                 }
                 keys(token)
             }
@@ -229,24 +233,27 @@ impl Cli<'_> {
                         source: format!("{} for {source}", c.source),
                         ..c
                     }),
-                    Found::Skipped(why) => Err(CredentialsError(format!("{source}: {why}"))),
+                    Found::Skipped(why) => {
+                        Err(CredentialsError::Config(format!("{source}: {why}")))
+                    }
                 }
             }
             "OIDC" => {
                 let role = role_arn()?;
                 let provider = non_empty(&profile.oidc_provider_arn).ok_or_else(|| {
-                    CredentialsError(format!("{source} has no oidc_provider_arn"))
+                    CredentialsError::Config(format!("{source} has no oidc_provider_arn"))
                 })?;
-                let file = non_empty(&profile.oidc_token_file)
-                    .ok_or_else(|| CredentialsError(format!("{source} has no oidc_token_file")))?;
+                let file = non_empty(&profile.oidc_token_file).ok_or_else(|| {
+                    CredentialsError::Config(format!("{source} has no oidc_token_file"))
+                })?;
                 // The host shares the token file's directory at the same path (see
-                // host/src/policy.rs); re-read on every run, as the token rotates.
+                // host/src/policy/grants.rs); re-read on every run, as the token rotates.
                 let token = read_small_file(
                     &file,
                     &format!("the oidc_token_file {file} of profile {name:?} in {path}"),
                 )
-                .map_err(|CredentialsError(e)| {
-                    CredentialsError(format!(
+                .map_err(|e| {
+                    CredentialsError::Config(format!(
                         "{e} (the sandbox shares the directory of an absolute oidc_token_file \
                          that exists, unless that directory is / or contains your home \
                          directory: keep the token in a directory of its own; see \
@@ -255,7 +262,7 @@ impl Cli<'_> {
                 })?;
                 let token = token.trim();
                 if token.is_empty() {
-                    return Err(CredentialsError(format!(
+                    return Err(CredentialsError::Config(format!(
                         "the oidc_token_file {file} of profile {name:?} in {path} is empty"
                     )));
                 }
@@ -281,14 +288,16 @@ impl Cli<'_> {
             "ChainableRamRoleArn" => {
                 let from = profile.source_profile.trim();
                 if from.is_empty() {
-                    return Err(CredentialsError(format!("{source} has no source_profile")));
+                    return Err(CredentialsError::Config(format!(
+                        "{source} has no source_profile"
+                    )));
                 }
                 // Checked before the source profile sends anything.
                 duration()?;
                 let base = self.profile(from, &format!("source_profile of {name:?}"))?;
                 assume(base)
             }
-            other => Err(CredentialsError(format!(
+            other => Err(CredentialsError::Config(format!(
                 "profile {name:?} in {path} uses mode {other:?}, which this plugin does not \
                  support yet (supported: AK, StsToken, RamRoleArn, EcsRamRole, OIDC, \
                  ChainableRamRoleArn); set ALIBABA_CLOUD_ACCESS_KEY_ID and \

@@ -41,7 +41,9 @@ pub fn credentials_file(cx: &Context<'_>) -> Result<Found, CredentialsError> {
                 unreachable!("keys_from yields or fails")
             };
             if get("role_arn").is_empty() {
-                return Err(CredentialsError(format!("{source} has no role_arn")));
+                return Err(CredentialsError::Config(format!(
+                    "{source} has no role_arn"
+                )));
             }
             let options = sts::AssumeOptions {
                 session: Some(get("role_session_name")).filter(|s| !s.is_empty()),
@@ -57,13 +59,13 @@ pub fn credentials_file(cx: &Context<'_>) -> Result<Found, CredentialsError> {
                     source: format!("{} for {source}", c.source),
                     ..c
                 })),
-                Found::Skipped(why) => Err(CredentialsError(format!("{source}: {why}"))),
+                Found::Skipped(why) => Err(CredentialsError::Config(format!("{source}: {why}"))),
             }
         }
-        "" => Err(CredentialsError(format!(
+        "" => Err(CredentialsError::Config(format!(
             "{source} has no type (expected type = access_key)"
         ))),
-        other => Err(CredentialsError(format!(
+        other => Err(CredentialsError::Config(format!(
             "{source} has type {other:?}, which this plugin does not support yet (supported: \
              access_key, ram_role_arn, ecs_ram_role)"
         ))),

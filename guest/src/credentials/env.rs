@@ -52,10 +52,10 @@ fn env_keys(
                 source: format!("environment ({names})"),
             }))
         }
-        (Some(_), None) => Err(CredentialsError(format!(
+        (Some(_), None) => Err(CredentialsError::Config(format!(
             "{id} is set but {secret} is not; set both"
         ))),
-        (None, Some(_)) => Err(CredentialsError(format!(
+        (None, Some(_)) => Err(CredentialsError::Config(format!(
             "{secret} is set but {id} is not; set both"
         ))),
         (None, None) => Ok(Found::Skipped(format!("{id} and {secret} are not set"))),

@@ -25,7 +25,7 @@ pub fn read_named_file(
             .parent()
             .map(|d| d.display().to_string())
             .unwrap_or_default();
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Config(format!(
             "{variable}={path} is not shared with the plugin's sandbox: its directory {dir} is / \
              or contains your home directory, and the plugin never shares those. Move the file \
              into a directory of its own (e.g. ~/.alibabacloud/) and set {variable} to its new \
@@ -38,10 +38,10 @@ pub fn read_named_file(
 
 /// Reads a credential file at most [`MAX_FILE_BYTES`] long; `what` names it in errors.
 pub fn read_small_file(path: &str, what: &str) -> Result<String, CredentialsError> {
-    let fail = |e: std::io::Error| CredentialsError(format!("cannot read {what}: {e}"));
+    let fail = |e: std::io::Error| CredentialsError::Config(format!("cannot read {what}: {e}"));
     // Looked at before it is opened: opening a FIFO would wait for a writer.
     if !std::fs::metadata(path).map_err(fail)?.is_file() {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Config(format!(
             "cannot read {what}: it is not a regular file"
         )));
     }
@@ -52,7 +52,9 @@ pub fn read_small_file(path: &str, what: &str) -> Result<String, CredentialsErro
         .read_to_string(&mut text)
         .map_err(fail)?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(CredentialsError(format!("{what} is larger than 1 MiB")));
+        return Err(CredentialsError::Config(format!(
+            "{what} is larger than 1 MiB"
+        )));
     }
     Ok(text)
 }

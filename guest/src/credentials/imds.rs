@@ -53,7 +53,7 @@ pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, Credential
     let env = cx.env;
     let host = endpoint(env);
     let unreachable = |e: TransportError| {
-        CredentialsError(format!(
+        CredentialsError::Service(format!(
             "no ECS metadata service answered at http://{host} ({e}); outside ECS this is \
              expected (set ALIBABA_CLOUD_ECS_METADATA_DISABLED=true to skip it)"
         ))
@@ -64,7 +64,7 @@ pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, Credential
         flag("ALIBABA_CLOUD_IMDSV2_DISABLED"),
     );
     if v1_disabled && v2_disabled {
-        return Err(CredentialsError(
+        return Err(CredentialsError::Config(
             "ALIBABA_CLOUD_IMDSV1_DISABLED and ALIBABA_CLOUD_IMDSV2_DISABLED are both true: no \
              way is left to ask the ECS metadata service"
                 .into(),
@@ -103,7 +103,7 @@ pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, Credential
             .filter(|t| !t.is_empty());
         if token.is_none() {
             if v1_disabled {
-                return Err(CredentialsError(format!(
+                return Err(CredentialsError::Service(format!(
                     "the ECS metadata service at http://{host} gave no IMDSv2 token (HTTP {}) \
                      and ALIBABA_CLOUD_IMDSV1_DISABLED=true forbids asking without one",
                     token_response.status
@@ -146,7 +146,7 @@ pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, Credential
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Config(format!(
             "the ECS RAM role name {role:?} is not a valid role name"
         )));
     }
@@ -159,10 +159,10 @@ pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, Credential
         .map_err(unreachable)?;
     let body = ok_body(&host, &format!("credentials of role {role}"), &r)?;
     let json: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|_| CredentialsError(format!("{source}: the answer is not JSON")))?;
+        .map_err(|_| CredentialsError::Service(format!("{source}: the answer is not JSON")))?;
     let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or_default();
     if field("Code") != "Success" {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Service(format!(
             "{source}: the metadata service answered Code {:?}",
             crate::untrusted::server_text(field("Code"), crate::untrusted::CODE_CHARS)
         )));
@@ -173,7 +173,7 @@ pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, Credential
         field("SecurityToken"),
     );
     if id.is_empty() || secret.is_empty() || sts_token.is_empty() {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Service(format!(
             "{source}: the answer lacks AccessKeyId, AccessKeySecret or SecurityToken"
         )));
     }
@@ -187,7 +187,7 @@ pub fn fetch(cx: &Context<'_>, role: Option<String>) -> Result<Found, Credential
 
 fn ok_body(host: &str, what: &str, r: &HttpResponse) -> Result<String, CredentialsError> {
     if r.status != 200 {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Service(format!(
             "the ECS metadata service at http://{host} refused {what} with HTTP {}",
             r.status
         )));
@@ -260,7 +260,7 @@ mod tests {
         let t = MockTransport::new(imds_v1);
         let e = resolve(&env(&[("ALIBABA_CLOUD_IMDSV1_DISABLED", "true")]), &t)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             e.contains("gave no IMDSv2 token (HTTP 403)")
                 && e.contains("ALIBABA_CLOUD_IMDSV1_DISABLED=true"),
@@ -286,7 +286,7 @@ mod tests {
             &t,
         )
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(e.contains("both true"), "{e}");
     }
 
@@ -380,7 +380,7 @@ mod tests {
         let t = MockTransport::new(|r| panic!("unexpected {r:?}"));
         let e = resolve(&env(&[("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")]), &t)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             e.contains("disabled by ALIBABA_CLOUD_ECS_METADATA_DISABLED"),
             "{e}"
@@ -391,7 +391,7 @@ mod tests {
                 authority: r.authority.clone(),
             })
         });
-        let e = resolve(&env(&[]), &t).unwrap_err().0;
+        let e = resolve(&env(&[]), &t).unwrap_err().to_string();
         assert!(
             e.contains("no ECS metadata service answered at http://100.100.100.200"),
             "{e}"
@@ -410,13 +410,13 @@ mod tests {
             _ if r.path_and_query == CREDENTIALS_PATH => text(200, "Role"),
             _ => text(200, r#"{"Code":"Failed","AccessKeySecret":"leak"}"#),
         });
-        let e = resolve(&env(&[]), &t).unwrap_err().0;
+        let e = resolve(&env(&[]), &t).unwrap_err().to_string();
         assert!(e.contains("Code \"Failed\"") && !e.contains("leak"), "{e}");
         let t = MockTransport::new(|r| match r.method {
             "PUT" => text(200, "tok"),
             _ => text(404, ""),
         });
-        let e = resolve(&env(&[]), &t).unwrap_err().0;
+        let e = resolve(&env(&[]), &t).unwrap_err().to_string();
         assert!(e.contains("no RAM role attached"), "{e}");
     }
 }

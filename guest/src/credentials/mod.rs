@@ -1,6 +1,8 @@
 //! Where the AccessKey comes from: the providers of Alibaba Cloud's default credential chain,
-//! tried in the official order. Each provider either yields credentials, says why it was
-//! skipped, or fails; when none yields, the error lists every source and why, never a value.
+//! tried in the official order (`CHAIN`), a module each, all over one [`Context`] (the
+//! environment, the transport, the clock and the deadline). Each provider either yields
+//! credentials, says why it was skipped, or fails; when none yields, the error lists every
+//! source and why, never a value.
 
 pub use crate::access_key::Credentials;
 use crate::retry::{Clock, Deadline, RealClock};
@@ -16,12 +18,38 @@ mod oidc;
 mod sts;
 mod uri;
 
+/// Why no credentials came; the texts name the source and what to do, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialsError(pub String);
+pub enum CredentialsError {
+    /// A source is set up wrong (half a key, an unreadable or malformed file, an unsupported
+    /// mode, a session length out of range).
+    Config(String),
+    /// A source's service (STS, the metadata service, a credentials URI) refused, did not
+    /// answer, or answered what cannot be used.
+    Service(String),
+    /// No source yielded: each one tried, with why.
+    NoneFound(Vec<(&'static str, String)>),
+}
 
 impl fmt::Display for CredentialsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CredentialsError::Config(m) | CredentialsError::Service(m) => f.write_str(m),
+            CredentialsError::NoneFound(tried) => {
+                let tried: Vec<String> = tried
+                    .iter()
+                    .map(|(name, why)| format!("{name}: {why}"))
+                    .collect();
+                write!(
+                    f,
+                    "no Alibaba Cloud credentials were found; tried {}. Set \
+                     ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and \
+                     ALIBABA_CLOUD_SECURITY_TOKEN for an STS token), or configure a profile \
+                     with `aliyun configure`",
+                    tried.join("; ")
+                )
+            }
+        }
     }
 }
 
@@ -107,20 +135,20 @@ pub fn resolve(cx: &Context<'_>) -> Result<Credentials, CredentialsError> {
                 crate::diag::line(|| format!("credentials: using {}", c.source));
                 return Ok(c);
             }
-            Ok(Found::Skipped(why)) | Err(CredentialsError(why)) => {
+            outcome => {
                 // An unusable source does not hide the ones after it (as in the official
                 // chain), but its reason is reported if nothing else works.
+                let why = match outcome {
+                    Ok(Found::Skipped(why)) => why,
+                    Err(e) => e.to_string(),
+                    Ok(Found::Yes(_)) => unreachable!("answered above"),
+                };
                 crate::diag::line(|| format!("credentials: {name} skipped: {why}"));
-                skipped.push(format!("{name}: {why}"));
+                skipped.push((name, why));
             }
         }
     }
-    Err(CredentialsError(format!(
-        "no Alibaba Cloud credentials were found; tried {}. Set ALIBABA_CLOUD_ACCESS_KEY_ID and \
-         ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for an STS token), \
-         or configure a profile with `aliyun configure`",
-        skipped.join("; ")
-    )))
+    Err(CredentialsError::NoneFound(skipped))
 }
 
 fn keys_from(
@@ -130,7 +158,7 @@ fn keys_from(
     token: Option<String>,
 ) -> Result<Found, CredentialsError> {
     if id.trim().is_empty() || secret.trim().is_empty() {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Config(format!(
             "{source} has no access_key_id or no access_key_secret"
         )));
     }
@@ -236,7 +264,7 @@ mod tests {
     #[test]
     fn half_a_key_is_an_error_that_names_the_missing_variable() {
         let e = env(&[("ALIBABA_CLOUD_ACCESS_KEY_ID", "id1")]);
-        let err = resolve(&e).unwrap_err().0;
+        let err = resolve(&e).unwrap_err().to_string();
         assert!(
             err.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET is set")
                 || err.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
@@ -248,7 +276,7 @@ mod tests {
     fn nothing_found_lists_every_source_without_values() {
         let err = resolve(&env(&[("ALIBABA_CLOUD_ACCESS_KEY_ID", " ")]))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(
             err.contains("environment:") && err.contains("legacy"),
             "{err}"
@@ -315,7 +343,7 @@ mod tests {
             ("ALIBABA_CLOUD_PROFILE", "sso"),
         ]))
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(e.contains("uses mode \"CloudSSO\""), "{e}");
     }
 
@@ -327,14 +355,14 @@ mod tests {
             ("ALIBABA_CLOUD_PROFILE", "role"),
         ]))
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(e.contains("CloudSSO"), "{e}");
         let e = resolve(&env(&[
             ("ALIBABA_CLOUD_CONFIG_FILE", &path),
             ("ALIBABA_CLOUD_PROFILE", "nope"),
         ]))
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(
             e.contains("no profile \"nope\"") && e.contains("dev, sts, role"),
             "{e}"
@@ -364,7 +392,7 @@ mod tests {
             ("ALIBABA_CLOUD_PROFILE", "other"),
         ]))
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(e.contains("\"external\""), "{e}");
     }
 
@@ -375,7 +403,7 @@ mod tests {
             "/nonexistent/config.json",
         )]))
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(
             e.contains("cannot read ALIBABA_CLOUD_CONFIG_FILE=/nonexistent/config.json"),
             "{e}"
@@ -383,7 +411,7 @@ mod tests {
         let bad = temp_file("bad.json", "{not json");
         let e = resolve(&env(&[("ALIBABA_CLOUD_CONFIG_FILE", &bad)]))
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(e.contains("not a valid Aliyun CLI config"), "{e}");
     }
 
@@ -403,7 +431,7 @@ mod tests {
             ),
         ]))
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(
             e.contains(&format!(
                 "ALIBABA_CLOUD_OIDC_TOKEN_FILE={token} is not shared with the plugin's sandbox"

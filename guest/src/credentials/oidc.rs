@@ -22,7 +22,9 @@ pub fn oidc(cx: &Context<'_>) -> Result<Found, CredentialsError> {
     let (path, token) = read_named_file(env, TOKEN_VAR)?.expect("the variable is set");
     let token = token.trim();
     if token.is_empty() {
-        return Err(CredentialsError(format!("{TOKEN_VAR}={path} is empty")));
+        return Err(CredentialsError::Config(format!(
+            "{TOKEN_VAR}={path} is empty"
+        )));
     }
     let host = sts::endpoint(env)?;
     let source = format!("RRSA/OIDC role {role} via {host}");

@@ -43,7 +43,7 @@ pub fn duration_seconds(
                 return Ok(DEFAULT_DURATION_SECONDS);
             };
             let seconds = value.parse::<i64>().map_err(|_| {
-                CredentialsError(format!(
+                CredentialsError::Config(format!(
                     "{name}={value} is not a whole number of seconds; STS sessions last {} to \
                      {} seconds",
                     DURATION_RANGE.start(),
@@ -54,7 +54,7 @@ pub fn duration_seconds(
         }
     };
     if !DURATION_RANGE.contains(&seconds) {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Config(format!(
             "{what} is {seconds} seconds; STS sessions last {} to {} seconds (and at most the \
              role's MaxSessionDuration, 3600 unless raised in RAM)",
             DURATION_RANGE.start(),
@@ -75,7 +75,7 @@ pub fn endpoint(env: EnvLookup<'_>) -> Result<String, CredentialsError> {
 /// `ALIBABA_CLOUD_STS_ENDPOINT` and before `ALIBABA_CLOUD_STS_REGION`.
 pub fn endpoint_in(env: EnvLookup<'_>, region: Option<&str>) -> Result<String, CredentialsError> {
     if let Some(e) = var(env, alibabakms_contract::vars::STS_ENDPOINT) {
-        return alibabakms_contract::sts_endpoint(&e).map_err(CredentialsError);
+        return alibabakms_contract::sts_endpoint(&e).map_err(CredentialsError::Config);
     }
     let region = region
         .map(str::trim)
@@ -211,7 +211,7 @@ fn answer(
         Err(e) => e,
     };
     let rpc::Error::Service(e) = e else {
-        return Err(CredentialsError(match &e {
+        return Err(CredentialsError::Service(match &e {
             rpc::Error::Transport(_) | rpc::Error::Deadline { .. } => {
                 format!("{source}: STS {action} got no answer: {e}")
             }
@@ -234,7 +234,7 @@ fn answer(
     } else {
         String::new()
     };
-    Err(CredentialsError(format!(
+    Err(CredentialsError::Service(format!(
         "{source}: STS {} failed with HTTP {} {code}: {} (RequestId {}).{hint}",
         e.action, e.http_status, e.message, e.request_id
     )))
@@ -254,7 +254,7 @@ fn credentials_from(
     source: &str,
     json: &serde_json::Value,
 ) -> Result<Credentials, CredentialsError> {
-    let bad = |why: &str| CredentialsError(format!("{source}: STS answered {why}"));
+    let bad = |why: &str| CredentialsError::Service(format!("{source}: STS answered {why}"));
     let c = json
         .get("Credentials")
         .ok_or_else(|| bad("without Credentials"))?;
@@ -386,7 +386,7 @@ mod tests {
                     "Message": "You are not authorized to do this action."}),
             )
         });
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(
             err.contains("NoPermission") && err.contains("trust policy"),
             "{err}"
@@ -475,7 +475,7 @@ mod tests {
             (vec![], Some((43201, "expired_seconds of profile \"p\"")), "expired_seconds of profile \"p\" is 43201 seconds"),
             (vec![], Some((-5, "x")), "x is -5 seconds"),
         ] {
-            let e = d(&pairs, profile).unwrap_err().0;
+            let e = d(&pairs, profile).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
             assert!(e.contains("MaxSessionDuration") || e.contains("whole number"), "{e}");
         }
@@ -500,7 +500,7 @@ mod tests {
                 q.push_str(&String::from_utf8_lossy(&r.body));
                 q
             });
-            (r.map_err(|e| e.0), q)
+            (r.map_err(|e| e.to_string()), q)
         };
         let (r, q) = sent_duration(&[("ALIBABA_CLOUD_CONFIG_FILE", &cli)]);
         assert!(r.is_ok() && q.unwrap().contains("DurationSeconds=7200"));
@@ -578,7 +578,7 @@ mod tests {
             &t,
         )
         .unwrap_err()
-        .0;
+        .to_string();
         assert!(e.contains("chain in a loop: x -> y -> x"), "{e}");
         assert!(t.sent.borrow().is_empty());
     }
@@ -650,7 +650,7 @@ mod tests {
         )]));
         assert!(e
             .unwrap_err()
-            .0
+            .to_string()
             .contains("ALIBABA_CLOUD_STS_ENDPOINT=http://127.0.0.1:9443"));
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(42);
         assert_eq!(session_name(&env(&[]), t), "sigstore-kms-alibabakms-42");
@@ -703,7 +703,7 @@ mod tests {
                     "Message": "Specified OIDC token has expired."}),
             )
         });
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(
             err.contains("AuthenticationFail.OIDCToken.Expired")
                 && err.contains("R1")
@@ -718,14 +718,14 @@ mod tests {
                 detail: "connection refused".into(),
             })
         });
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(
             err.contains("sts.aliyuncs.com") && err.contains("no answer"),
             "{err}"
         );
 
         let t = MockTransport::new(|_| json(200, serde_json::json!({"Credentials": {}})));
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(err.contains("incomplete Credentials"), "{err}");
     }
 
@@ -737,7 +737,7 @@ mod tests {
             ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/nonexistent/token"),
         ]);
         let t = MockTransport::new(|_| ok_answer());
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(
             err.contains("cannot read ALIBABA_CLOUD_OIDC_TOKEN_FILE=/nonexistent/token"),
             "{err}"
@@ -748,7 +748,10 @@ mod tests {
             ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", PROVIDER),
             ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", &empty),
         ]);
-        assert!(resolve(&e, &t).unwrap_err().0.contains("is empty"));
+        assert!(resolve(&e, &t)
+            .unwrap_err()
+            .to_string()
+            .contains("is empty"));
         assert!(t.sent.borrow().is_empty());
     }
 
@@ -814,7 +817,7 @@ mod tests {
             ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
             ("ALIBABA_CLOUD_PROFILE", "gone"),
         ]);
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(
             err.contains(
                 "cannot read the oidc_token_file /nonexistent/oidc/token of profile \"gone\""
@@ -825,7 +828,7 @@ mod tests {
             ("ALIBABA_CLOUD_CONFIG_FILE", &cli),
             ("ALIBABA_CLOUD_PROFILE", "half"),
         ]);
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(err.contains("has no oidc_provider_arn"), "{err}");
         assert!(t.sent.borrow().is_empty());
     }

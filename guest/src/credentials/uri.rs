@@ -14,7 +14,7 @@ pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
     let Some(uri) = var(env, VAR) else {
         return Ok(Found::Skipped(format!("{VAR} is not set")));
     };
-    let target = alibabakms_contract::credentials_uri(&uri).map_err(CredentialsError)?;
+    let target = alibabakms_contract::credentials_uri(&uri).map_err(CredentialsError::Config)?;
     let (scheme, scheme_name) = if target.https {
         (Scheme::Https, "https")
     } else {
@@ -35,25 +35,26 @@ pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
             timeout: Some(retry::REQUEST_CAP),
         },
     );
-    let response = outcome.map_err(|e| CredentialsError(format!("{source}: no answer: {e}")))?;
+    let response =
+        outcome.map_err(|e| CredentialsError::Service(format!("{source}: no answer: {e}")))?;
     if (300..400).contains(&response.status) {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Service(format!(
             "{source}: answered with a redirect (HTTP {}), and redirects are not followed; \
              set {VAR} to the final address",
             response.status
         )));
     }
     if response.status != 200 {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Service(format!(
             "{source}: HTTP {}",
             response.status
         )));
     }
     let json: serde_json::Value = serde_json::from_slice(&response.body)
-        .map_err(|_| CredentialsError(format!("{source}: the answer is not JSON")))?;
+        .map_err(|_| CredentialsError::Service(format!("{source}: the answer is not JSON")))?;
     let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or_default();
     if !field("Code").is_empty() && field("Code") != "Success" {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Service(format!(
             "{source}: the answer has Code {:?}",
             crate::untrusted::server_text(field("Code"), crate::untrusted::CODE_CHARS)
         )));
@@ -64,7 +65,7 @@ pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
         field("SecurityToken"),
     );
     if id.is_empty() || secret.is_empty() || token.is_empty() {
-        return Err(CredentialsError(format!(
+        return Err(CredentialsError::Service(format!(
             "{source}: the answer lacks AccessKeyId, AccessKeySecret or SecurityToken"
         )));
     }
@@ -109,14 +110,14 @@ mod tests {
         drop(sent);
 
         let t = MockTransport::new(|_| json(500, serde_json::json!({})));
-        let err = resolve(&e, &t).unwrap_err().0;
+        let err = resolve(&e, &t).unwrap_err().to_string();
         assert!(
             err.contains("HTTP 500") && !err.contains("hunter2"),
             "{err}"
         );
         let err = resolve(&env(&[("ALIBABA_CLOUD_CREDENTIALS_URI", "ftp://x/")]), &t)
             .unwrap_err()
-            .0;
+            .to_string();
         assert!(err.contains("http:// or https://"), "{err}");
     }
 }

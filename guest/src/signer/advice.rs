@@ -10,7 +10,7 @@ impl<'a> Session<'a> {
     pub(super) fn advise(&self, e: kms::Error) -> SignerError {
         let e = match e {
             kms::Error::Service(e) => e,
-            other => return SignerError::Transport(other.to_string()),
+            other => return SignerError::Transport(Box::new(other)),
         };
         let key = &self.key;
         let ep = &key.endpoint;

@@ -80,7 +80,7 @@ impl Kind {
             // them with ECDSA_SHA_256 gives a standard ECDSA-P256 signature over that hash.
             Kind::EcP256 => Ok(("ECDSA_SHA_256", &digest[..digest.len().min(32)])),
             Kind::Rsa => {
-                check_rsa_hash(hash).map_err(SignerError::InvalidInput)?;
+                check_rsa_hash(hash).map_err(|e| SignerError::InvalidInput(e.to_string()))?;
                 Ok(("RSA_PKCS1_SHA_256", digest))
             }
         }

@@ -40,11 +40,15 @@ pub enum Message<'a> {
     Digest(Vec<u8>),
 }
 
+/// Why a method failed. Texts are the plugin's own advice; what came from elsewhere keeps
+/// its type until an answer is written (cosign's `errorMessage`, the WIT error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignerError {
+    /// The key reference, the message, the options or the key do not fit; says what to do.
     InvalidInput(String),
-    Credentials(String),
-    Transport(String),
+    Credentials(credentials::CredentialsError),
+    /// KMS gave no answer, or one that could not be read.
+    Transport(Box<kms::Error>),
     /// KMS refused; the second field is advice.
     Kms(Box<KmsError>, String),
     VerificationFailed(String),
@@ -53,10 +57,9 @@ pub enum SignerError {
 impl fmt::Display for SignerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SignerError::InvalidInput(m)
-            | SignerError::Credentials(m)
-            | SignerError::Transport(m)
-            | SignerError::VerificationFailed(m) => f.write_str(m),
+            SignerError::InvalidInput(m) | SignerError::VerificationFailed(m) => f.write_str(m),
+            SignerError::Credentials(e) => e.fmt(f),
+            SignerError::Transport(e) => e.fmt(f),
             SignerError::Kms(e, advice) if advice.is_empty() => e.fmt(f),
             SignerError::Kms(e, advice) => write!(f, "{advice} ({e})"),
         }
@@ -116,7 +119,7 @@ impl<'a> Signer<'a> {
             cache::ttl((self.env)(cache::TTL_VAR).as_deref()).map_err(SignerError::InvalidInput)?;
         let (env, transport, deadline) = (self.env, self.transport, self.deadline.clone());
         let creds = credentials::resolve(&credentials::Context::new(env, transport, deadline))
-            .map_err(|e| SignerError::Credentials(e.0))?;
+            .map_err(SignerError::Credentials)?;
         let identity = cache::identity(
             &creds.access_key_id,
             creds.security_token.is_some(),
@@ -128,7 +131,7 @@ impl<'a> Signer<'a> {
         let client = kms::client(self.transport, &key.endpoint, creds, deadline.clone())
             .with_refresh(Box::new(move || {
                 let cx = credentials::Context::new(env, transport, deadline.clone());
-                credentials::resolve(&cx).map_err(|e| e.0)
+                credentials::resolve(&cx).map_err(|e| e.to_string())
             }));
         Ok(Session {
             key,
@@ -214,7 +217,7 @@ impl<'a> Signer<'a> {
     ) -> Result<(), SignerError> {
         let s = self.session(key_ref)?;
         let digest = digest_of(message, hash)?;
-        let invalid = |why: String| {
+        let invalid = |why: &dyn fmt::Display| {
             SignerError::VerificationFailed(format!("invalid signature for {}: {why}", s.key))
         };
         if opts.remote_verification {
@@ -231,7 +234,7 @@ impl<'a> Signer<'a> {
             return match answer.value {
                 true => Ok(()),
                 false => Err(invalid(
-                    "KMS AsymmetricVerify answered that it does not match".into(),
+                    &"KMS AsymmetricVerify answered that it does not match",
                 )),
             };
         }
@@ -244,12 +247,13 @@ impl<'a> Signer<'a> {
         {
             match kept.verify(hash, &digest, signature) {
                 Ok(()) => return Ok(()),
-                Err(why) if s.explicit_version(opts).is_some() => return Err(invalid(why)),
+                Err(why) if s.explicit_version(opts).is_some() => return Err(invalid(&why)),
                 Err(_) => cache.forget(),
             }
         }
         let key = s.fresh_public_key(&cache, opts)?;
-        key.verify(hash, &digest, signature).map_err(invalid)
+        key.verify(hash, &digest, signature)
+            .map_err(|why| invalid(&why))
     }
 }
 
@@ -259,9 +263,11 @@ impl kms::SignResponse {
         base64::engine::general_purpose::STANDARD
             .decode(self.value.trim())
             .map_err(|_| {
-                SignerError::Transport(
-                    "KMS AsymmetricSign returned a signature that is not base64".into(),
-                )
+                SignerError::Transport(Box::new(kms::Error::BadResponse {
+                    product: kms::API.product,
+                    action: "AsymmetricSign",
+                    detail: "the signature is not base64".into(),
+                }))
             })
     }
 }
@@ -294,7 +300,8 @@ fn b64(bytes: &[u8]) -> String {
 fn digest_of(message: Message<'_>, hash: HashAlg) -> Result<Vec<u8>, SignerError> {
     match message {
         Message::Digest(d) => {
-            hash.check_digest(&d).map_err(SignerError::InvalidInput)?;
+            hash.check_digest(&d)
+                .map_err(|e| SignerError::InvalidInput(e.to_string()))?;
             Ok(d)
         }
         Message::Stream(r) => hash
