@@ -16,8 +16,7 @@
 //!
 //! The binary embeds both files; at run time it only loads the `.cwasm`, in place (src/guest.rs).
 
-#[path = "src/engine.rs"]
-mod engine;
+use alibabakms_engine as engine;
 
 use std::env;
 use std::ffi::OsString;
@@ -52,7 +51,6 @@ fn main() -> Result<(), BoxError> {
         "../Cargo.lock",
         "../Cargo.toml",
         "../rust-toolchain.toml",
-        "src/engine.rs",
     ] {
         println!("cargo:rerun-if-changed={path}");
     }

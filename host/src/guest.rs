@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-use crate::engine::engine_config;
+use alibabakms_engine::engine_config;
 
 /// Bytes aligned for use in place: 64 KiB is the largest page size wasmtime compiles for
 /// (the artifact's `.text` is aligned to the target's page size within it).

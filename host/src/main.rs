@@ -7,7 +7,6 @@
 
 mod cache;
 mod egress;
-mod engine;
 mod files;
 mod guest;
 mod policy;

@@ -413,7 +413,7 @@ fn chain(err: &wasmtime::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::engine_config;
+    use alibabakms_engine::engine_config;
     use wasmtime::component::Component;
 
     /// Tests and embedders run the component more than once per process, at the same time:

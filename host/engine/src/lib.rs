@@ -1,9 +1,9 @@
 //! The one wasmtime [`Config`] of this plugin.
 //!
 //! A precompiled component only loads into an engine whose settings match the ones it was
-//! compiled with (epoch interruption, fuel, memory layout, wasm features, …). `build.rs`
-//! includes this very file with `#[path]` and precompiles the guest with it, and the binary
-//! builds its runtime engine with it, so the two cannot drift apart.
+//! compiled with (epoch interruption, fuel, memory layout, wasm features, …). The host's
+//! `build.rs` precompiles the guest with it (a build dependency), and the binary builds its
+//! runtime engine with it, so the two cannot drift apart.
 //!
 //! Only settings that exist without Cranelift belong here: the runtime is built without a
 //! compiler. `build.rs` adds the compilation target on top.
