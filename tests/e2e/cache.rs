@@ -240,6 +240,34 @@ fn an_entry_open_to_others_owned_by_someone_else_or_wrong_is_not_trusted() {
     );
 }
 
+/// `cosign generate-key-pair --kms` keeps what it learnt: the publicKey cosign asks for right
+/// after it (and again in the next command) needs no request, for a new alias and for one
+/// that already existed.
+#[test]
+fn a_created_key_is_kept_for_the_commands_after_it() {
+    let emu = emulator();
+    let dir = temp_dir();
+    let env = cached_env(&emu, &dir);
+    let key = format!("{}//alias/kept-on-create", emu.endpoint());
+    let pem = pem_of(create_key(&env, &key, "EC_P256").ok("createKey"));
+    assert_eq!(entries(&dir).len(), 1);
+    emu.reset_stats();
+    assert_eq!(pem_of(public_key(&env, &key).ok("publicKey")), pem);
+    assert_eq!(emu.stats().total_requests, 0, "publicKey after createKey");
+    std::fs::remove_dir_all(dir.join("sigstore-kms-alibabakms")).unwrap();
+    assert_eq!(
+        pem_of(create_key(&env, &key, "EC_P256").ok("createKey")),
+        pem
+    );
+    emu.reset_stats();
+    assert_eq!(pem_of(public_key(&env, &key).ok("publicKey")), pem);
+    assert_eq!(
+        emu.stats().total_requests,
+        0,
+        "publicKey after an existing alias"
+    );
+}
+
 #[test]
 fn a_ttl_of_zero_writes_nothing() {
     let emu = emulator();

@@ -168,6 +168,59 @@ fn an_rsa_4096_key_outside_a_kms_instance_says_where_it_must_live() {
     assert!(emu.alias_target("alias/big").is_none());
 }
 
+/// On a KMS 3.0 account the default key store holds symmetric keys only: `generate-key-pair`
+/// with an empty instance segment is refused with the URI to write instead, and nothing is
+/// left behind; the same alias in the instance's segment creates, signs and verifies.
+#[test]
+fn a_kms_3_account_keeps_asymmetric_keys_in_its_instance() {
+    use alibabakms_emulator::{Emulator, EmulatorConfig, DEFAULT_KMS_INSTANCE_ID};
+    let emu = Emulator::start(
+        EmulatorConfig::default()
+            .no_credentials()
+            .access_key(AK_ID, AK_SECRET)
+            .kms3_key_stores(),
+    )
+    .unwrap();
+    let env = env_for(&emu);
+    let shared = format!("{}//alias/kms3", emu.endpoint());
+    let e = create_key(&env, &shared, "EC_P256").err().to_string();
+    assert!(
+        e.contains("KMS 3.0") && e.contains(&format!("{}/kst-…/alias/kms3", emu.endpoint())),
+        "{e}"
+    );
+    assert_eq!(
+        emu.stats().action("CreateAlias"),
+        0,
+        "no alias for a key that is not there"
+    );
+    let in_instance = format!("{}/{DEFAULT_KMS_INSTANCE_ID}/alias/kms3", emu.endpoint());
+    let pem = pem_of(create_key(&env, &in_instance, "EC_P256").ok("createKey"));
+    let sig = unb64(
+        sign_message(&env, &in_instance, b"kms3").ok("signMessage")["signature"]
+            .as_str()
+            .unwrap(),
+    );
+    verify_signature(&env, &in_instance, b"kms3", &sig).ok("verifySignature");
+    assert!(pem.contains("BEGIN PUBLIC KEY"));
+}
+
+/// A KMS instance's dedicated gateway serves cryptographic operations only (document 601559):
+/// creating a key there is refused before any request, with the shared gateway's URI.
+#[test]
+fn key_creation_on_a_dedicated_gateway_names_the_shared_one() {
+    let emu = emulator();
+    let key = "kst-hzz65f176a0ogplgqob3.cryptoservice.kms.aliyuncs.com//alias/gw";
+    let e = create_key(&env_for(&emu), key, "EC_P256").err().to_string();
+    assert!(
+        e.contains("dedicated gateway")
+            && e.contains(
+                "alibabakms://kms.<region>.aliyuncs.com/kst-hzz65f176a0ogplgqob3/alias/gw"
+            ),
+        "{e}"
+    );
+    assert_eq!(emu.stats().total_requests, 0);
+}
+
 #[test]
 fn rsa_keys_refuse_other_hashes_before_signing() {
     alibabakms_emulator::prewarm_rsa_keys("RSA_2048", 1);

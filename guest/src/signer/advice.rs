@@ -95,6 +95,16 @@ impl<'a> Session<'a> {
              create a second key: check the KMS console for a new key without an alias, then \
              run the command again"
                 .to_string()
+        } else if let Some(instance) = dedicated_gateway(ep).filter(|_| is_management(e.action)) {
+            // Document 601559: management actions go through the shared gateway only.
+            format!(
+                "{ep} is the dedicated gateway of KMS instance {instance}, which serves \
+                 cryptographic operations only, not {}; use the shared gateway of its region \
+                 instead, alibabakms://kms.<region>.aliyuncs.com/{instance}/{} (cryptographic \
+                 operations through it need the instance's public access enabled)",
+                e.action,
+                key.alias().unwrap_or("KEY")
+            )
         } else {
             advice
         };
@@ -109,4 +119,19 @@ pub(super) fn skew_text(secs: u64) -> String {
         s if s >= 60 => format!("about {} min", (s + 30) / 60),
         s => format!("{s} s"),
     }
+}
+
+/// The KMS instance whose dedicated gateway `endpoint` is (`kst-….cryptoservice.kms.aliyuncs.com`).
+pub(super) fn dedicated_gateway(endpoint: &str) -> Option<&str> {
+    let host = endpoint.split(':').next().unwrap_or(endpoint);
+    host.strip_suffix(".cryptoservice.kms.aliyuncs.com")
+        .filter(|id| id.starts_with("kst-") && !id.contains('.'))
+}
+
+/// Key management rather than a cryptographic operation: only the shared gateway serves it.
+fn is_management(action: &str) -> bool {
+    matches!(
+        action,
+        "DescribeKey" | "ListKeyVersions" | "CreateKey" | "CreateAlias" | "ScheduleKeyDeletion"
+    )
 }

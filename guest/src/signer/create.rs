@@ -27,7 +27,39 @@ impl<'a> Signer<'a> {
                         .join(", ")
                 ))
             })?;
+        let parsed = crate::keyref::parse(key_ref).ok();
+        let endpoint = parsed
+            .as_ref()
+            .map(|k| k.endpoint.as_str())
+            .unwrap_or_default();
+        if let Some(instance) = super::advice::dedicated_gateway(endpoint) {
+            // Document 601559: CreateKey and CreateAlias go through the shared gateway only.
+            return Err(SignerError::InvalidInput(format!(
+                "{} is the dedicated gateway of KMS instance {instance}, which serves \
+                 cryptographic operations only; create the key through the shared gateway of \
+                 its region: alibabakms://kms.<region>.aliyuncs.com/{instance}/{}",
+                endpoint,
+                parsed
+                    .as_ref()
+                    .and_then(|k| k.alias())
+                    .unwrap_or("alias/NAME")
+            )));
+        }
         let s = self.session(key_ref)?;
+        let (key_id, version, key) = s.find_or_create(spec)?;
+        // The next command (cosign's publicKey right after, a sign soon after) finds it kept.
+        s.cache(&super::Options::default())
+            .put(&key_id, &version, &key.to_pem());
+        Ok(key)
+    }
+}
+
+/// A key id, its version, and that version's public key.
+type Found = (String, String, PublicKey);
+
+impl<'a> Session<'a> {
+    fn find_or_create(&self, spec: &str) -> Result<Found, SignerError> {
+        let s = self;
         let alias = match &s.key.key {
             KeySelector::Alias(a) => a.clone(),
             KeySelector::Key { .. } => {
@@ -52,14 +84,16 @@ impl<'a> Signer<'a> {
             .client
             .call(kms::create_key(spec, s.key.instance_id.as_deref()))
             .map_err(|e| match s.key.instance_id {
-                // KMS keeps RSA_4096 for keys in a KMS instance (document 480161).
-                None if spec == "RSA_4096" && e.code() == Some("InvalidParameter") => {
-                    SignerError::InvalidInput(format!(
-                        "RSA_4096 keys live in a KMS instance: name yours in the key URI, \
+                // RSA_4096 keys live in a KMS instance (document 480161), and on KMS 3.0 every
+                // asymmetric key does: its default key store holds symmetric keys only ("Key
+                // types and specifications"). What KMS answers then is not documented; a
+                // refused parameter without an instance gets this advice.
+                None if e.code() == Some("InvalidParameter") => SignerError::InvalidInput(format!(
+                    "{spec} keys live in a KMS instance here (RSA_4096 always, every \
+                         asymmetric key on a KMS 3.0 account): name yours in the key URI, \
                          alibabakms://{}/kst-…/{} ({e})",
-                        s.key.endpoint, alias
-                    ))
-                }
+                    s.key.endpoint, alias
+                )),
                 _ => s.advise(e),
             })?;
         let key_id = created.key_metadata.key_id;
@@ -97,24 +131,24 @@ impl<'a> Signer<'a> {
             }
             return Err(s.advise(e));
         }
-        match public {
-            Some(answer) => s.public_key_from(&key_id, &version, answer),
-            None => {
-                let version = s.newest_version(&key_id, None)?;
-                s.public_key_of(&key_id, &version)
+        let version = match public {
+            Some(answer) => {
+                let key = s.public_key_from(&key_id, &version, answer)?;
+                return Ok((key_id, version, key));
             }
-        }
+            None => s.newest_version(&key_id, None)?,
+        };
+        let key = s.public_key_of(&key_id, &version)?;
+        Ok((key_id, version, key))
     }
-}
 
-impl<'a> Session<'a> {
     /// The key an existing alias names, if it is the kind that was asked for.
     pub(super) fn existing_key(
         &self,
         alias: &str,
         meta: kms::KeyMetadata,
         spec: &str,
-    ) -> Result<PublicKey, SignerError> {
+    ) -> Result<Found, SignerError> {
         self.usable(&meta)?;
         if meta.key_spec != spec {
             return Err(SignerError::InvalidInput(format!(
@@ -124,7 +158,8 @@ impl<'a> Session<'a> {
             )));
         }
         let version = self.newest_version(&meta.key_id, None)?;
-        self.public_key_of(&meta.key_id, &version)
+        let key = self.public_key_of(&meta.key_id, &version)?;
+        Ok((meta.key_id, version, key))
     }
 
     /// After a CreateAlias whose answer was lost: Ok when the alias names our key (it landed,

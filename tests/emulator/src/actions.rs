@@ -253,9 +253,12 @@ fn create_key(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
         Some(id) if ctx.state.kms_instances.contains(id) => Some(id.to_string()),
         Some(id) => return Err(ApiError::dkms_instance_not_found(id)),
     };
-    // RSA_4096 exists only for keys in a KMS instance (document 480161). What the shared
-    // store answers for it is not documented; this is the emulator's choice of message.
-    if dkms_instance_id.is_none() && crate::state::INSTANCE_ONLY_KEY_SPECS.contains(&spec.as_str())
+    // RSA_4096 exists only for keys in a KMS instance (document 480161), and on a KMS 3.0
+    // account every asymmetric key does. What the default key store answers is not
+    // documented; this is the emulator's choice of code and message.
+    if dkms_instance_id.is_none()
+        && (ctx.state.kms3_key_stores
+            || crate::state::INSTANCE_ONLY_KEY_SPECS.contains(&spec.as_str()))
     {
         return Err(ApiError::invalid_parameter(
             "KeySpec",
@@ -679,6 +682,18 @@ mod tests {
         assert_eq!(v["KeyMetadata"]["DKMSInstanceId"], "kst-test");
         assert_eq!(v["KeyMetadata"]["KeyUsage"], "SIGN/VERIFY");
         assert!(s.kms_instances.contains("kst-test"));
+        // KMS 3.0: the default key store takes no asymmetric key; the instance does.
+        s.kms3_key_stores = true;
+        assert_eq!(
+            code(call(&mut s, "CreateKey", &[("KeySpec", "EC_P256")])),
+            (400, "InvalidParameter".into())
+        );
+        call(
+            &mut s,
+            "CreateKey",
+            &[("KeySpec", "EC_P256"), ("DKMSInstanceId", "kst-test")],
+        )
+        .unwrap();
     }
 
     #[test]

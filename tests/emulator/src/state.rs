@@ -377,6 +377,8 @@ pub struct State {
     /// `alias/NAME` → key id.
     pub aliases: BTreeMap<String, String>,
     pub kms_instances: BTreeSet<String>,
+    /// KMS 3.0: asymmetric keys only in a KMS instance ([`crate::EmulatorConfig::kms3_key_stores`]).
+    pub kms3_key_stores: bool,
     pub credentials: HashMap<String, Credential>,
     /// Roles STS `AssumeRoleWithOIDC` may assume ([`crate::sts`]).
     pub oidc_roles: Vec<crate::sts::OidcRole>,
@@ -455,6 +457,7 @@ impl State {
             keys: BTreeMap::new(),
             aliases: BTreeMap::new(),
             kms_instances: BTreeSet::new(),
+            kms3_key_stores: false,
             credentials: HashMap::new(),
             oidc_roles: Vec::new(),
             ram_roles: BTreeSet::new(),
