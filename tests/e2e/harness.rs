@@ -94,7 +94,14 @@ pub fn env_for(emu: &Emulator) -> Vec<(String, String)> {
 
 /// Runs the plugin with raw argv (after the program name) and stdin.
 pub fn run_raw(env: &[(String, String)], argv: &[&str], stdin: &[u8]) -> Run {
-    let mut child = Command::new(BIN)
+    run_program(&[BIN], env, argv, stdin)
+}
+
+/// Runs `program` (a command and its first arguments: the binary, or another runtime with
+/// its runner) as cosign runs the plugin, and holds it to the same output rules.
+pub fn run_program(program: &[&str], env: &[(String, String)], argv: &[&str], stdin: &[u8]) -> Run {
+    let mut child = Command::new(program[0])
+        .args(&program[1..])
         .args(argv)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

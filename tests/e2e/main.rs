@@ -18,6 +18,7 @@ mod flow;
 mod hardening;
 mod keys;
 mod load;
+mod node;
 mod proxy;
 mod reliability;
 mod sandbox;

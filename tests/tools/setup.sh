@@ -2,7 +2,8 @@
 # What ./test.sh and ./demo.sh need before they build, checked in a second and installed where
 # it can be: the wasm32-wasip2 target of the pinned toolchain, OpenSSL's command line (the
 # tests' independent verifier), and the real cosign 2.x and 3.x plus docker-registry
-# (tests/tools/fetch.sh). Anything it cannot install is named with the one command to run.
+# (tests/tools/fetch.sh), and jco with preview2-shim from the npm registry (the component's
+# second runtime, host/node). Anything it cannot install is named with the one command to run.
 #
 #   tests/tools/setup.sh
 set -euo pipefail
@@ -34,6 +35,21 @@ if ! command -v openssl >/dev/null; then
   else
     fail "openssl is not installed: run 'sudo apt-get install openssl'"
   fi
+fi
+
+# The component's second runtime: Node.js with jco and preview2-shim, as host/node's lock pins
+# them, installed into target/tools/node (tests/e2e/node.rs runs host/node/run.mjs with them).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  fail "Node.js and npm are not installed (the component's second runtime): run 'sudo apt-get install nodejs npm'"
+fi
+node_dir=target/tools/node
+if ! cmp -s host/node/package-lock.json "$node_dir/.installed-lock"; then
+  echo "setup: installing jco and preview2-shim (host/node/package-lock.json) into $node_dir" >&2
+  rm -rf "$node_dir" && mkdir -p "$node_dir"
+  cp host/node/package.json host/node/package-lock.json "$node_dir/"
+  npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error >&2 ||
+    fail "npm ci failed in $node_dir (it needs the npm registry)"
+  cp host/node/package-lock.json "$node_dir/.installed-lock"
 fi
 
 # The real cosign (both lines) and a real registry. COSIGN=/path (checked here) takes the
