@@ -69,6 +69,23 @@ pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
             "{source}: the answer lacks AccessKeyId, AccessKeySecret or SecurityToken"
         )));
     }
+    // As the official provider does (credentials-go's URLCredentialsProvider), the answer
+    // must say until when its credentials hold; credentials already past it are refused here
+    // rather than by KMS.
+    let expiration = field("Expiration");
+    let Some(expires) = crate::rfc3339::parse_rfc3339(expiration) else {
+        return Err(CredentialsError::Service(format!(
+            "{source}: the answer has no Expiration as a UTC time (such as \
+             2026-12-01T08:00:00Z); the credentials URI must say until when its credentials hold"
+        )));
+    };
+    if expires <= cx.clock.now() {
+        return Err(CredentialsError::Service(format!(
+            "{source}: the credentials it answered expired at {}; the service behind the \
+             credentials URI must hand out fresh ones",
+            crate::untrusted::server_text(expiration, 40)
+        )));
+    }
     Ok(Found::Yes(Credentials {
         access_key_id: id.to_string(),
         access_key_secret: secret.to_string(),
@@ -119,5 +136,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http:// or https://"), "{err}");
+    }
+
+    #[test]
+    fn the_answer_must_say_until_when_and_not_be_past_it() {
+        let e = env(&[(
+            "ALIBABA_CLOUD_CREDENTIALS_URI",
+            "http://127.0.0.1:8080/creds",
+        )]);
+        let answer = |expiration: Option<&str>| {
+            let mut body = serde_json::json!({"AccessKeyId": "STS.uri", "AccessKeySecret": "s",
+                "SecurityToken": "t"});
+            if let Some(x) = expiration {
+                body["Expiration"] = x.into();
+            }
+            let t = MockTransport::new(move |_| json(200, body.clone()));
+            resolve(&e, &t).map_err(|e| e.to_string())
+        };
+        let missing = answer(None).unwrap_err();
+        assert!(missing.contains("no Expiration"), "{missing}");
+        let junk = answer(Some("tomorrow")).unwrap_err();
+        assert!(junk.contains("no Expiration"), "{junk}");
+        let past = answer(Some("2020-01-01T00:00:00Z")).unwrap_err();
+        assert!(past.contains("expired at 2020-01-01T00:00:00Z"), "{past}");
+        assert!(answer(Some("2099-01-01T00:00:00Z")).is_ok());
     }
 }

@@ -184,8 +184,9 @@ impl Egress {
             }
             return Err(HttpError::HttpRequestDenied);
         }
-        // The destination is the URI's authority; hyper derives `Host` from it. The guest
-        // cannot set `Host` through wasi-http anyway; drop any that slipped in.
+        // The one place the host decides `Host`: hyper derives it from the URI's authority,
+        // the only destination there is. (The guest may not set it, wasi-http forbids the
+        // header; wasi-http's own copy of the authority is dropped here with anything else.)
         request.headers_mut().remove(http::header::HOST);
 
         let timeouts = self.timeouts.limited_by(options.as_ref());
@@ -273,11 +274,6 @@ impl Egress {
 pub struct EgressHooks(pub Arc<Egress>);
 
 impl WasiHttpHooks for EgressHooks {
-    /// hyper sets `Host` from the URI authority, the only destination there is.
-    fn set_host_header(&mut self) -> bool {
-        false
-    }
-
     fn send_request(
         &mut self,
         request: Request<WasiBody>,
