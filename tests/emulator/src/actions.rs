@@ -589,25 +589,6 @@ fn disable_key(ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     set_enabled(ctx, false)
 }
 
-/// Adds a version to a key (the seeding counterpart of CreateKeyVersion, without its
-/// 7-day spacing rule so tests can build histories).
-pub fn add_key_version(
-    state: &mut State,
-    key_ref: &str,
-    creation_date: SystemTime,
-) -> Result<String, ApiError> {
-    let key_id = state.resolve_key(key_ref, ALIAS_ID_OR_ARN)?;
-    let key = state.key_mut(&key_id);
-    let material = KeyMaterial::generate(&key.spec)?;
-    let id = random_guid();
-    key.versions.push(KeyVersion {
-        id: id.clone(),
-        creation_date,
-        material,
-    });
-    Ok(id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,8 +724,10 @@ mod tests {
         let mut s = state();
         let (id, first) = new_key(&mut s);
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
-        let older = add_key_version(&mut s, &id, t).unwrap();
-        let newer = add_key_version(&mut s, &id, t + Duration::from_secs(200_000_000)).unwrap();
+        let older = s.add_key_version(&id, t).unwrap();
+        let newer = s
+            .add_key_version(&id, t + Duration::from_secs(200_000_000))
+            .unwrap();
         let v = call(&mut s, "ListKeyVersions", &[("KeyId", &id)]).unwrap();
         let ids: Vec<&str> = v["KeyVersions"]["KeyVersion"]
             .as_array()
@@ -885,7 +868,7 @@ mod tests {
         );
         call_at(&mut s, t0 + 14 * DAY, "CreateKeyVersion", &[("KeyId", &id)]).unwrap();
         // A seeded version dated in the future blocks it too.
-        add_key_version(&mut s, &id, t0 + 100 * DAY).unwrap();
+        s.add_key_version(&id, t0 + 100 * DAY).unwrap();
         assert_eq!(
             status_code(call_at(
                 &mut s,
@@ -952,7 +935,7 @@ mod tests {
 
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         for _ in 1..MAX_KEY_VERSIONS - 1 {
-            add_key_version(&mut s, &id, old).unwrap();
+            s.add_key_version(&id, old).unwrap();
         }
         // 49 versions: one more is allowed, the 51st is not.
         call_at(&mut s, later, "CreateKeyVersion", &[("KeyId", &id)]).unwrap();
@@ -1017,7 +1000,7 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
         let mut ids = vec![first];
         for i in 1..8u32 {
-            ids.push(add_key_version(&mut s, &id, t + i * 100 * DAY).unwrap());
+            ids.push(s.add_key_version(&id, t + i * 100 * DAY).unwrap());
         }
         // Creation dates: first (2023) is the newest; the rest ascend from 2020.
         let oldest_first: Vec<String> = ids[1..].iter().chain(&ids[..1]).cloned().collect();
