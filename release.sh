@@ -48,6 +48,10 @@ sbom() { # PACKAGE_DIR TARGET OUT
   "$cdx" cyclonedx --manifest-path "$1/Cargo.toml" --format json --spec-version 1.5 \
     --target "$2" --override-filename sbom-release -q
   mv "$1/sbom-release.json" "$stage/sbom.json"
+  # It writes one beside every member of the workspace; only this package's is kept.
+  git ls-files -z -- '*Cargo.toml' | xargs -0 -n1 dirname | while read -r dir; do
+    rm -f "$dir/sbom-release.json"
+  done
   python3 -c '
 import datetime, json, sys
 src, dst, epoch, root = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
