@@ -11,6 +11,7 @@ mod cosign_calls;
 mod credentials;
 mod credentials_profiles;
 mod credentials_remote;
+mod cross;
 mod diagnostics;
 mod errors;
 mod expiry;

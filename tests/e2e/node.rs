@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 /// A runner directory: host/node's scripts, the npm packages, and this build's portable
 /// component (`--write-wasm`) transpiled by jco, made once per test process.
-fn runner() -> &'static Path {
+pub(crate) fn runner() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");

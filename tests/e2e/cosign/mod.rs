@@ -204,11 +204,33 @@ pub struct Outcome {
 
 impl World {
     pub fn new(cosign: CosignBin, emu: Emulator) -> World {
+        World::with_plugin(cosign, emu, &[Path::new(BIN)])
+    }
+
+    /// A world whose plugin is `program`: this build's binary, or another runtime carrying
+    /// the same component (a command and its first arguments, as absolute paths).
+    pub fn with_plugin(cosign: CosignBin, emu: Emulator, program: &[&Path]) -> World {
         let dir = tempdir();
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         // cosign finds `alibabakms://` plugins as `sigstore-kms-alibabakms` on PATH.
-        std::os::unix::fs::symlink(BIN, bin.join("sigstore-kms-alibabakms")).unwrap();
+        let plugin = bin.join("sigstore-kms-alibabakms");
+        if let [binary] = program {
+            std::os::unix::fs::symlink(binary, &plugin).unwrap();
+        } else {
+            let quoted: Vec<String> = program
+                .iter()
+                .map(|p| {
+                    let p = p.to_str().unwrap();
+                    assert!(p.starts_with('/') && !p.contains('\''), "{p}");
+                    format!("'{p}'")
+                })
+                .collect();
+            let script = format!("#!/bin/sh\nexec {} \"$@\"\n", quoted.join(" "));
+            std::fs::write(&plugin, script).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         for d in ["home", "tuf", "work"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }

@@ -3,7 +3,7 @@
 
 use super::{cosign, CosignBin, Registry, World};
 use crate::harness::{create_key, emulator, env_for, openssl_verify, pem_of, unb64};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Each test runs for cosign 2.x and 3.x, each inside its own network namespace.
@@ -32,6 +32,8 @@ for_both_lines!(
     rsa_keys_sign_blobs_and_images,
     generate_key_pair_makes_an_rsa_4096_key_when_told_and_it_signs_an_image,
     a_missing_alias_is_a_readable_error,
+    an_image_signed_by_the_component_under_node_verifies,
+    an_image_signed_by_the_aarch64_binary_under_qemu_verifies,
 );
 
 fn read(path: &Path) -> String {
@@ -320,4 +322,50 @@ fn generate_key_pair_makes_an_rsa_4096_key_when_told_and_it_signs_an_image(c: Co
         "{stderr}"
     );
     w.finish();
+}
+
+/// The plugin cosign runs is another runtime of the same component: generate-key-pair, sign
+/// and verify an image, through it and offline with the public key it exported.
+fn image_flow_through(w: World) {
+    let registry = Registry::start(&w.dir);
+    let image = registry.push_image("elsewhere", b"layer signed by another runtime");
+    let key = w.key("other-runtime");
+    generate(&w, &key);
+    sign_image(&w, &key, &image);
+    let digest = image.rsplit_once('@').unwrap().1;
+    for verifier in [key.as_str(), "cosign.pub"] {
+        let out = w.ok(&[
+            "verify",
+            "--key",
+            verifier,
+            "--insecure-ignore-tlog",
+            &image,
+        ]);
+        assert!(out.contains(digest), "{verifier}: {out}");
+    }
+    assert_eq!(w.emu.stats().action("AsymmetricSign"), 1);
+    w.finish();
+}
+
+/// `host/node/run.mjs` under Node.js, with the component jco transpiled (tests/e2e/node.rs).
+fn an_image_signed_by_the_component_under_node_verifies(c: CosignBin) {
+    let emu = emulator();
+    let node = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("node"))
+                .find(|p| p.is_file())
+        })
+        .expect("node is on PATH (tests/tools/setup.sh checks)");
+    let run_mjs: PathBuf = crate::node::runner().join("run.mjs");
+    let ca = emu.ca_pem_path().display().to_string();
+    let mut w = World::with_plugin(c, emu, &[&node, &run_mjs]);
+    w.set_env("NODE_EXTRA_CA_CERTS", &ca);
+    image_flow_through(w);
+}
+
+/// The aarch64 build under qemu-user (tests/e2e/cross.rs).
+fn an_image_signed_by_the_aarch64_binary_under_qemu_verifies(c: CosignBin) {
+    let [qemu, binary] = crate::cross::aarch64_plugin();
+    image_flow_through(World::with_plugin(c, emulator(), &[&qemu, &binary]));
 }
