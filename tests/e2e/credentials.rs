@@ -172,13 +172,18 @@ fn an_unsupported_profile_mode_is_named_and_nothing_is_sent() {
     let home = home();
     write(
         &home.join(".aliyun/config.json"),
-        &cli_config("CloudSSO", "", ""),
+        &cli_config("BearerToken", "", ""),
     );
     let e = public_key(
         &env_without_keys(&emu, &home),
         &format!("{}//alias/x", emu.endpoint()),
     );
-    assert!(e.err().contains("CloudSSO"), "{}", e.err());
+    assert!(
+        e.err()
+            .contains("uses mode \"BearerToken\", which this plugin does not support yet"),
+        "{}",
+        e.err()
+    );
     assert_eq!(emu.stats().total_requests, 0);
 }
 

@@ -1,8 +1,10 @@
 //! Aliyun CLI profiles whose secrets live outside config.json: mode `OIDC` (its
 //! `oidc_token_file` is named inside the config, so the host reads the config to share that
 //! file's directory, and nothing wider), alone and as the source of a `ChainableRamRoleArn`;
-//! a role assumption's `policy` and `external_id`; and the ECS metadata IMDSv1/IMDSv2
-//! switches. Everything is served by the emulator on loopback.
+//! a role assumption's `policy` and `external_id`; the sign-in modes `CloudSSO` and `OAuth`
+//! (whose sign-in host the sandbox allows because the selected profile names it) and the
+//! refused `External`; and the ECS metadata IMDSv1/IMDSv2 switches. Everything is served by
+//! the emulator on loopback.
 
 use crate::credentials_remote::*;
 use crate::harness::*;
@@ -422,4 +424,336 @@ fn with_imdsv1_disabled_a_hardened_instance_still_signs() {
     env.push(("ALIBABA_CLOUD_IMDSV2_DISABLED".into(), "true".into()));
     let e = public_key(&env, &key).err().to_string();
     assert!(e.contains("HTTP 401"), "{e}");
+}
+
+const SSO_ACCOUNT: &str = "1234567890123456";
+const SSO_ACCESS_CONFIG: &str = "ac-cosign-signer";
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn signin_emulator() -> Emulator {
+    Emulator::start(
+        EmulatorConfig::default()
+            .no_credentials()
+            .cloud_sso(SSO_ACCESS_TOKEN, SSO_ACCOUNT, SSO_ACCESS_CONFIG)
+            .oauth(OAUTH_ACCESS_TOKEN)
+            .sts_credential(
+                STS_ID,
+                STS_SECRET,
+                STS_TOKEN,
+                std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+            )
+            .ram_role(ROLE),
+    )
+    .unwrap()
+}
+
+/// `https://localhost:PORT`: the emulator under a name the allow-list does not hold (it
+/// holds 127.0.0.1:PORT, for KMS), so only the profile naming it lets it through.
+fn emulator_as_localhost(emu: &Emulator) -> String {
+    format!("localhost:{}", emu.addr().port())
+}
+
+/// A HOME whose config.json holds `profiles`, `current` selected.
+fn signin_home(profiles: serde_json::Value, current: &str) -> PathBuf {
+    let home = temp_dir().join("home");
+    write(
+        &home.join(".aliyun/config.json"),
+        &serde_json::json!({"current": current, "profiles": profiles}).to_string(),
+    );
+    home
+}
+
+fn sso_profile(emu: &Emulator, name: &str, token_expire: i64) -> serde_json::Value {
+    serde_json::json!({"name": name, "mode": "CloudSSO",
+        "cloud_sso_sign_in_url": format!("https://{}/device/login", emulator_as_localhost(emu)),
+        "cloud_sso_account_id": SSO_ACCOUNT, "cloud_sso_access_config": SSO_ACCESS_CONFIG,
+        "access_token": SSO_ACCESS_TOKEN, "cloud_sso_access_token_expire": token_expire})
+}
+
+fn oauth_profile(name: &str, token_expire: i64) -> serde_json::Value {
+    serde_json::json!({"name": name, "mode": "OAuth", "oauth_site_type": "CN",
+        "oauth_access_token": OAUTH_ACCESS_TOKEN, "oauth_access_token_expire": token_expire,
+        "oauth_refresh_token": OAUTH_REFRESH_TOKEN})
+}
+
+#[test]
+fn a_cloud_sso_profile_signs_end_to_end_through_its_sign_in_host() {
+    let emu = signin_emulator();
+    let key = with_key(&emu, "cloud-sso");
+    let home = signin_home(
+        serde_json::json!([sso_profile(&emu, "sso", unix_now() + 3600)]),
+        "sso",
+    );
+    let mut env = base_env(&emu, &home);
+    env.push(("SIGSTORE_ALIBABAKMS_DEBUG".into(), "1".into()));
+    let run = public_key(&env, &key);
+    let pem = pem_of(run.ok("publicKey"));
+    assert_eq!(emu.stats().cloud_sso_requests, 1, "one request per run");
+    let host = emulator_as_localhost(&emu);
+    assert!(
+        run.stderr.contains(&format!(
+            "CloudSSO access configuration {SSO_ACCESS_CONFIG} of account {SSO_ACCOUNT} via \
+             {host}, Aliyun CLI profile \"sso\""
+        )),
+        "the debug line names the source: {}",
+        run.stderr
+    );
+    let sso = emu
+        .requests()
+        .into_iter()
+        .find(|r| r.path_and_query.starts_with("/cloud-credentials"))
+        .unwrap();
+    assert_eq!((sso.method.as_str(), sso.status), ("POST", 200));
+    assert_eq!(sso.header("host"), Some(host.as_str()));
+    let sig = signature_of(&sign_message(&env, &key, b"signed with CloudSSO"));
+    assert!(openssl_verify(
+        &pem,
+        b"signed with CloudSSO",
+        &sig,
+        "sha256"
+    ));
+    assert_eq!(emu.stats().cloud_sso_requests, 2);
+    let (id, token) = last_kms_credential(&emu);
+    assert!(id.starts_with("STS.") && token.is_some(), "{id}");
+
+    // The sandbox allows the sign-in host because the selected profile names it.
+    let text = print_sandbox(&env);
+    assert!(
+        text.contains(&format!(
+            "allowed: https://{host}  (cloud_sso_sign_in_url of profile \"sso\" in "
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_sign_in_host_only_an_unselected_profile_names_is_not_allowed() {
+    let emu = signin_emulator();
+    let host = emulator_as_localhost(&emu);
+    let home = signin_home(
+        serde_json::json!([
+            {"name": "ak", "mode": "AK", "access_key_id": CLI_ID, "access_key_secret": CLI_SECRET},
+            sso_profile(&emu, "sso", unix_now() + 3600),
+            oauth_profile("oauth", unix_now() + 3600)]),
+        "ak",
+    );
+    let mut env = base_env(&emu, &home);
+    env.push((
+        "SIGSTORE_ALIBABAKMS_OAUTH_ENDPOINT".into(),
+        format!("https://{host}"),
+    ));
+    let text = print_sandbox(&env);
+    assert!(!text.contains(&host), "{text}");
+    assert!(!text.contains("oauth.aliyun.com"), "{text}");
+    // Selected, each is.
+    for profile in ["sso", "oauth"] {
+        let mut env = env.clone();
+        env.push(("ALIBABA_CLOUD_PROFILE".into(), profile.into()));
+        let text = print_sandbox(&env);
+        assert!(
+            text.contains(&format!("allowed: https://{host}  (")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_cloud_sso_profile_can_source_a_role_chain() {
+    let emu = signin_emulator();
+    let key = with_key(&emu, "cloud-sso-chain");
+    let home = signin_home(
+        serde_json::json!([
+            sso_profile(&emu, "sso", unix_now() + 3600),
+            {"name": "release", "mode": "ChainableRamRoleArn", "source_profile": "sso",
+             "ram_role_arn": ROLE}]),
+        "release",
+    );
+    let mut env = base_env(&emu, &home);
+    env.push(("ALIBABA_CLOUD_STS_ENDPOINT".into(), emu.sts_endpoint()));
+    sign_message(&env, &key, b"chained from CloudSSO").ok("signMessage");
+    assert_eq!(emu.stats().cloud_sso_requests, 1);
+    assert_eq!(emu.stats().action("AssumeRole"), 1);
+    let assume = emu
+        .requests()
+        .into_iter()
+        .find(|r| r.action == "AssumeRole")
+        .unwrap();
+    assert!(assume.header("x-acs-security-token").is_some());
+    assert!(print_sandbox(&env).contains(&format!(
+        "allowed: https://{}  (cloud_sso_sign_in_url of profile \"sso\"",
+        emulator_as_localhost(&emu)
+    )));
+}
+
+#[test]
+fn stored_sts_credentials_of_a_sign_in_profile_are_reused_without_a_request() {
+    let emu = signin_emulator();
+    let key = with_key(&emu, "stored-sts");
+    let stored = |mut p: serde_json::Value| {
+        p["access_key_id"] = STS_ID.into();
+        p["access_key_secret"] = STS_SECRET.into();
+        p["sts_token"] = STS_TOKEN.into();
+        p["sts_expiration"] = (unix_now() + 1800).into();
+        p
+    };
+    let home = signin_home(
+        serde_json::json!([
+            stored(sso_profile(&emu, "sso", unix_now() - 60)),
+            stored(oauth_profile("oauth", unix_now() - 60))
+        ]),
+        "sso",
+    );
+    for profile in ["sso", "oauth"] {
+        let mut env = base_env(&emu, &home);
+        env.push(("ALIBABA_CLOUD_PROFILE".into(), profile.into()));
+        sign_message(&env, &key, b"with the CLI's stored STS").ok("signMessage");
+        assert_eq!(last_kms_credential(&emu).0, STS_ID);
+    }
+    assert_eq!(emu.stats().cloud_sso_requests, 0);
+    assert_eq!(emu.stats().oauth_exchange_requests, 0);
+}
+
+#[test]
+fn an_expired_or_plain_http_cloud_sso_sign_in_is_a_clear_error_and_sends_nothing() {
+    let emu = signin_emulator();
+    let key = with_key(&emu, "sso-expired");
+    let home = signin_home(
+        serde_json::json!([sso_profile(&emu, "sso", unix_now() - 60)]),
+        "sso",
+    );
+    let e = public_key(&base_env(&emu, &home), &key).err().to_string();
+    assert!(
+        e.contains("the CloudSSO sign-in of profile \"sso\" in ")
+            && e.contains("has expired at ")
+            && e.contains("sign in again with `aliyun configure --profile sso --mode CloudSSO`"),
+        "{e}"
+    );
+    let mut plain = sso_profile(&emu, "sso", unix_now() + 3600);
+    plain["cloud_sso_sign_in_url"] = format!("http://{}/login", emu.endpoint()).into();
+    let home = signin_home(serde_json::json!([plain]), "sso");
+    let env = base_env(&emu, &home);
+    let e = public_key(&env, &key).err().to_string();
+    assert!(
+        e.contains("the cloud_sso_sign_in_url of profile \"sso\"")
+            && e.contains("must be https://"),
+        "{e}"
+    );
+    assert!(!print_sandbox(&env).contains("cloud_sso_sign_in_url"));
+    assert_eq!(emu.stats().cloud_sso_requests, 0);
+    assert_eq!(
+        emu.stats().action("GetPublicKey"),
+        0,
+        "nothing reached KMS either"
+    );
+}
+
+#[test]
+fn an_oauth_profile_signs_through_the_exchange_at_the_named_endpoint() {
+    let emu = signin_emulator();
+    let key = with_key(&emu, "oauth");
+    let home = signin_home(
+        serde_json::json!([oauth_profile("o", unix_now() + 3600)]),
+        "o",
+    );
+    let host = emulator_as_localhost(&emu);
+    let mut env = base_env(&emu, &home);
+    env.push((
+        "SIGSTORE_ALIBABAKMS_OAUTH_ENDPOINT".into(),
+        format!("https://{host}/"),
+    ));
+    let pem = pem_of(public_key(&env, &key).ok("publicKey"));
+    let sig = signature_of(&sign_message(&env, &key, b"signed with OAuth"));
+    assert!(openssl_verify(&pem, b"signed with OAuth", &sig, "sha256"));
+    assert_eq!(emu.stats().oauth_exchange_requests, 2, "one per run");
+    let exchange = emu
+        .requests()
+        .into_iter()
+        .find(|r| r.path_and_query == "/v1/exchange")
+        .unwrap();
+    assert_eq!((exchange.method.as_str(), exchange.status), ("POST", 200));
+    assert_eq!(
+        exchange.framing(),
+        alibabakms_emulator::Framing::ContentLength(0)
+    );
+    assert!(last_kms_credential(&emu).0.starts_with("STS."));
+    let text = print_sandbox(&env);
+    assert!(
+        text.contains(&format!(
+            "allowed: https://{host}  (SIGSTORE_ALIBABAKMS_OAUTH_ENDPOINT, for the OAuth profile \"o\""
+        )),
+        "{text}"
+    );
+    // Without the variable, the site's own service is allowed (and nothing else).
+    let env = base_env(&emu, &home);
+    let text = print_sandbox(&env);
+    assert!(
+        text.contains(
+            "allowed: https://oauth.aliyun.com:443  (oauth_site_type CN of profile \"o\""
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(&host), "{text}");
+}
+
+#[test]
+fn an_expired_oauth_token_is_not_refreshed_and_the_error_says_how() {
+    let emu = signin_emulator();
+    let key = with_key(&emu, "oauth-expired");
+    let home = signin_home(
+        serde_json::json!([oauth_profile("o", unix_now() - 10)]),
+        "o",
+    );
+    let mut env = base_env(&emu, &home);
+    env.push((
+        "SIGSTORE_ALIBABAKMS_OAUTH_ENDPOINT".into(),
+        emulator_as_localhost(&emu),
+    ));
+    let e = public_key(&env, &key).err().to_string();
+    assert!(
+        e.contains("the OAuth access token of profile \"o\" in ")
+            && e.contains("expired at ")
+            && e.contains("`aliyun sts GetCallerIdentity --profile o`")
+            && e.contains("`aliyun configure --profile o --mode OAuth`"),
+        "{e}"
+    );
+    assert_eq!(emu.stats().oauth_exchange_requests, 0);
+}
+
+#[test]
+fn an_external_profile_is_refused_without_running_or_showing_its_command() {
+    let emu = signin_emulator();
+    let key = with_key(&emu, "external");
+    let dir = temp_dir();
+    let marker = dir.join("ran");
+    let command = format!(
+        "/bin/sh -c 'touch {} && echo secret-arg-9c1e'",
+        marker.display()
+    );
+    let home = signin_home(
+        serde_json::json!([{"name": "ext", "mode": "External", "process_command": command}]),
+        "ext",
+    );
+    let run = public_key(&base_env(&emu, &home), &key);
+    let e = run.err().to_string();
+    assert!(
+        e.contains("profile \"ext\"")
+            && e.contains("uses mode External")
+            && e.contains("this plugin does not run it")
+            && e.contains("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            && e.contains("ALIBABA_CLOUD_CREDENTIALS_URI"),
+        "{e}"
+    );
+    for shown in [&e, &run.stderr] {
+        assert!(
+            !shown.contains("secret-arg-9c1e") && !shown.contains("/bin/sh"),
+            "{shown}"
+        );
+    }
+    assert!(!marker.exists(), "the command never ran");
 }

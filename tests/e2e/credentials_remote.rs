@@ -595,6 +595,33 @@ fn the_credentials_uri_signs_after_ecs() {
     );
 }
 
+/// credentials-go requires the credentials URI's `Expiration` and honours it: credentials the
+/// URI answers already past it are refused with their time, before KMS is asked. (The
+/// emulator's clock runs 7 hours behind, so what it hands out for 6 hours has expired.)
+#[test]
+fn credentials_the_uri_answers_already_expired_are_refused_with_their_time() {
+    let emu = Emulator::start(
+        EmulatorConfig::default()
+            .no_credentials()
+            .credentials_uri()
+            .clock_offset_secs(-7 * 3600),
+    )
+    .unwrap();
+    let key = format!("{}//alias/uri-expired", emu.endpoint());
+    let mut env = base_env(&emu, &temp_dir());
+    env.push((
+        "ALIBABA_CLOUD_CREDENTIALS_URI".into(),
+        emu.credentials_uri(),
+    ));
+    let e = public_key(&env, &key).err().to_string();
+    assert!(
+        e.contains("expired at") && e.contains("must hand out fresh ones"),
+        "{e}"
+    );
+    assert_eq!(emu.stats().imds_requests, 1, "one GET");
+    assert_eq!(emu.stats().action("ListKeyVersions"), 0, "KMS never asked");
+}
+
 /// Every request carries its body as Alibaba's official SDKs do: with a Content-Length, never
 /// chunked (gateways and proxies that take no chunked uploads answer 411, and a server that
 /// reads bodies by length misreads the chunk trailer as the next request). The metadata

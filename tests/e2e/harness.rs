@@ -19,9 +19,22 @@ pub const INI_ID: &str = "LTAI5tIniFileKey";
 pub const INI_SECRET: &str = "ini-file-secret-value";
 /// The OIDC (RRSA) token the emulator's STS accepts.
 pub const OIDC_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJlMmUifQ.b2lkYy10b2tlbi1zaWc";
+/// The CloudSSO access token an Aliyun CLI profile holds (the emulator's CloudSSO accepts it).
+pub const SSO_ACCESS_TOKEN: &str = "eyJraWQiOiJzc28ifQ.cloud-sso-access-token-value";
+/// The OAuth access and refresh tokens an Aliyun CLI profile holds.
+pub const OAUTH_ACCESS_TOKEN: &str = "oauth-access-token-value-3f9a";
+pub const OAUTH_REFRESH_TOKEN: &str = "oauth-refresh-token-value-c41d";
 /// Values that must never appear on the plugin's stdout or stderr, in any run.
 const SECRETS: &[&str] = &[
-    AK_SECRET, STS_SECRET, STS_TOKEN, CLI_SECRET, INI_SECRET, OIDC_TOKEN,
+    AK_SECRET,
+    STS_SECRET,
+    STS_TOKEN,
+    CLI_SECRET,
+    INI_SECRET,
+    OIDC_TOKEN,
+    SSO_ACCESS_TOKEN,
+    OAUTH_ACCESS_TOKEN,
+    OAUTH_REFRESH_TOKEN,
 ];
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sigstore-kms-alibabakms");

@@ -14,7 +14,10 @@ mod profiles;
 pub mod rfc3339;
 
 pub use deadline::ctx_deadline;
-pub use endpoints::{credentials_uri, imds_endpoint, sts_endpoint, UriTarget};
+pub use endpoints::{
+    cloud_sso_host, credentials_uri, imds_endpoint, oauth_endpoint, oauth_site_host, sts_endpoint,
+    UriTarget,
+};
 pub use profiles::{profile_chain, ProfileChainError};
 
 use std::time::Duration;
@@ -27,6 +30,9 @@ pub mod vars {
     pub const IMDS_ENDPOINT: &str = "ALIBABA_CLOUD_IMDS_ENDPOINT";
     /// A URI that answers temporary credentials.
     pub const CREDENTIALS_URI: &str = "ALIBABA_CLOUD_CREDENTIALS_URI";
+    /// The OAuth service of Aliyun CLI `OAuth` profiles, `host[:port]` or `https://host[:port]`,
+    /// instead of their site's (see [`super::oauth_endpoint`]); the plugin's own extension.
+    pub const OAUTH_ENDPOINT: &str = "SIGSTORE_ALIBABAKMS_OAUTH_ENDPOINT";
     /// Seconds a call may take without cosign's `ctxDeadline`.
     pub const TIMEOUT: &str = "SIGSTORE_ALIBABAKMS_TIMEOUT";
     /// What `defaultAlgorithm` answers.
@@ -64,6 +70,7 @@ pub mod vars {
         "ALIBABA_CLOUD_IMDSV2_DISABLED",
         IMDS_ENDPOINT,
         CREDENTIALS_URI,
+        OAUTH_ENDPOINT,
         TIMEOUT,
         DEFAULT_ALGORITHM,
         CACHE_TTL,
@@ -192,6 +199,46 @@ mod tests {
         for value in ["", "https://", "https://host/path", "user@host", "ftp://x"] {
             assert!(sts_endpoint(value).is_err(), "{value:?}");
         }
+    }
+
+    #[test]
+    fn sign_in_hosts_of_cli_profiles() {
+        for (url, host) in [
+            (
+                "https://signin-cn-shanghai.alibabacloudsso.com/d-00fc2p61/login",
+                "signin-cn-shanghai.alibabacloudsso.com",
+            ),
+            ("HTTPS://127.0.0.1:9443", "127.0.0.1:9443"),
+            ("https://sso.example?x=1", "sso.example"),
+        ] {
+            assert_eq!(cloud_sso_host(url).unwrap(), host, "{url}");
+        }
+        assert!(cloud_sso_host("http://sso.example/")
+            .unwrap_err()
+            .contains("must be https://"));
+        assert!(cloud_sso_host("sso.example")
+            .unwrap_err()
+            .contains("not an https:// URL"));
+        for bad in ["https://", "https://user@sso.example/", "https:///path"] {
+            assert!(
+                cloud_sso_host(bad).unwrap_err().contains("no usable host"),
+                "{bad}"
+            );
+        }
+        assert_eq!(oauth_site_host("cn"), Ok("oauth.aliyun.com"));
+        assert_eq!(oauth_site_host(" INTL "), Ok("oauth.alibabacloud.com"));
+        assert!(oauth_site_host("EU").is_err() && oauth_site_host("").is_err());
+        assert_eq!(
+            oauth_endpoint("https://127.0.0.1:9443/").unwrap(),
+            "127.0.0.1:9443"
+        );
+        assert_eq!(oauth_endpoint("oauth.internal").unwrap(), "oauth.internal");
+        let e = oauth_endpoint("http://oauth.internal").unwrap_err();
+        assert!(
+            e.starts_with("SIGSTORE_ALIBABAKMS_OAUTH_ENDPOINT=") && e.contains("HTTPS only"),
+            "{e}"
+        );
+        assert!(oauth_endpoint("https://oauth.internal/v1").is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The Aliyun CLI's `~/.aliyun/config.json` (`aliyun configure`): the profile named by
 //! `ALIBABA_CLOUD_PROFILE` or the file's `current`, in each mode the plugin supports,
-//! source profiles followed to a bounded depth.
+//! source profiles followed to a bounded depth. The sign-in modes (`CloudSSO`, `OAuth`) live
+//! in [`super::cli_signin`]; `External` is refused.
 
+use super::cli_signin::{self, Named};
 use super::files::{not_configured, profile_name, read_named_file, read_small_file};
 use super::{imds, keys_from, sts, var, Context, Credentials, CredentialsError, Found};
 
@@ -13,39 +15,66 @@ struct CliConfig {
     profiles: Vec<CliProfile>,
 }
 
+/// One profile, with the fields of the modes the plugin reads (names as in credentials-go
+/// providers/cli_profile.go `type profile` and aliyun-cli config/profile.go).
 #[derive(serde::Deserialize)]
-struct CliProfile {
+pub(super) struct CliProfile {
     #[serde(default)]
-    name: String,
+    pub name: String,
     #[serde(default)]
-    mode: String,
+    pub mode: String,
     #[serde(default)]
-    access_key_id: String,
+    pub access_key_id: String,
     #[serde(default)]
-    access_key_secret: String,
+    pub access_key_secret: String,
     #[serde(default)]
-    sts_token: String,
+    pub sts_token: String,
+    /// Unix seconds: until when the STS credentials the CLI stored hold (CloudSSO, OAuth).
     #[serde(default)]
-    ram_role_arn: String,
+    pub sts_expiration: serde_json::Value,
     #[serde(default)]
-    ram_session_name: String,
+    pub ram_role_arn: String,
     #[serde(default)]
-    ram_role_name: String,
+    pub ram_session_name: String,
     #[serde(default)]
-    source_profile: String,
+    pub ram_role_name: String,
     #[serde(default)]
-    sts_region: String,
+    pub source_profile: String,
     #[serde(default)]
-    policy: String,
+    pub sts_region: String,
     #[serde(default)]
-    external_id: String,
+    pub policy: String,
     #[serde(default)]
-    oidc_provider_arn: String,
+    pub external_id: String,
     #[serde(default)]
-    oidc_token_file: String,
+    pub oidc_provider_arn: String,
+    #[serde(default)]
+    pub oidc_token_file: String,
     /// Seconds, as `aliyun configure` writes it (0 or absent: the default).
     #[serde(default)]
-    expired_seconds: serde_json::Value,
+    pub expired_seconds: serde_json::Value,
+    #[serde(default)]
+    pub cloud_sso_sign_in_url: String,
+    #[serde(default)]
+    pub cloud_sso_account_id: String,
+    #[serde(default)]
+    pub cloud_sso_access_config: String,
+    /// The CloudSSO sign-in's access token.
+    #[serde(default)]
+    pub access_token: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub cloud_sso_access_token_expire: serde_json::Value,
+    #[serde(default)]
+    pub oauth_site_type: String,
+    #[serde(default)]
+    pub oauth_access_token: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub oauth_access_token_expire: serde_json::Value,
+    /// Read only to say whether the CLI can refresh the access token; never sent.
+    #[serde(default)]
+    pub oauth_refresh_token: String,
 }
 
 /// `~/.aliyun/config.json`, as written by `aliyun configure`.
@@ -297,10 +326,22 @@ impl Cli<'_> {
                 let base = self.profile(from, &format!("source_profile of {name:?}"))?;
                 assume(base)
             }
+            "CloudSSO" => cli_signin::cloud_sso(self.cx, profile, &Named { name, path }),
+            "OAuth" => cli_signin::oauth(self.cx, profile, &Named { name, path }),
+            // Decided, not pending: the command line may hold a secret, so it is never shown.
+            "External" => Err(CredentialsError::Config(format!(
+                "profile {name:?} in {path} uses mode External, which gets credentials by running \
+                 the program in its process_command; this plugin does not run it, as a program \
+                 named in a config file would run outside the sandbox that keeps a hostile \
+                 config harmless. Run the program yourself and export the credentials it gives \
+                 as ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET and \
+                 ALIBABA_CLOUD_SECURITY_TOKEN, or serve them at ALIBABA_CLOUD_CREDENTIALS_URI, \
+                 or choose another profile with ALIBABA_CLOUD_PROFILE"
+            ))),
             other => Err(CredentialsError::Config(format!(
                 "profile {name:?} in {path} uses mode {other:?}, which this plugin does not \
                  support yet (supported: AK, StsToken, RamRoleArn, EcsRamRole, OIDC, \
-                 ChainableRamRoleArn); set ALIBABA_CLOUD_ACCESS_KEY_ID and \
+                 ChainableRamRoleArn, CloudSSO, OAuth); set ALIBABA_CLOUD_ACCESS_KEY_ID and \
                  ALIBABA_CLOUD_ACCESS_KEY_SECRET or choose another profile with \
                  ALIBABA_CLOUD_PROFILE"
             ))),

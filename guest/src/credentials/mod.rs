@@ -10,12 +10,14 @@ use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
 use std::fmt;
 
 mod cli_profile;
+mod cli_signin;
 mod credentials_file;
 mod env;
 mod files;
 mod imds;
 mod oidc;
 mod sts;
+mod temporary;
 mod uri;
 
 /// Why no credentials came; the texts name the source and what to do, never a value.
@@ -286,7 +288,7 @@ mod tests {
     const CLI: &str = r#"{"current":"dev","profiles":[
         {"name":"dev","mode":"AK","access_key_id":"cli-id","access_key_secret":"cli-secret"},
         {"name":"sts","mode":"StsToken","access_key_id":"STS.x","access_key_secret":"s","sts_token":"t"},
-        {"name":"role","mode":"CloudSSO","access_key_id":"a","access_key_secret":"b"}]}"#;
+        {"name":"role","mode":"RsaKeyPair","access_key_id":"a","access_key_secret":"b"}]}"#;
 
     #[test]
     fn reads_the_aliyun_cli_profile_named_by_current_or_the_variable() {
@@ -344,7 +346,10 @@ mod tests {
         ]))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("uses mode \"CloudSSO\""), "{e}");
+        assert!(
+            e.contains("(mode CloudSSO) has no cloud_sso_sign_in_url"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -356,7 +361,10 @@ mod tests {
         ]))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("CloudSSO"), "{e}");
+        assert!(
+            e.contains("uses mode \"RsaKeyPair\"") && e.contains("CloudSSO, OAuth)"),
+            "{e}"
+        );
         let e = resolve(&env(&[
             ("ALIBABA_CLOUD_CONFIG_FILE", &path),
             ("ALIBABA_CLOUD_PROFILE", "nope"),

@@ -3,8 +3,7 @@
 //! query may carry a secret (tokens often live in the path), so messages name only its
 //! scheme and host.
 
-use super::{var, Context, Credentials, CredentialsError, Found};
-use crate::retry;
+use super::{temporary, var, Context, CredentialsError, Found};
 use crate::transport::{HttpRequest, Scheme};
 
 const VAR: &str = alibabakms_contract::vars::CREDENTIALS_URI;
@@ -22,9 +21,11 @@ pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
     };
     let (authority, path_and_query) = (target.authority.as_str(), target.path_and_query.as_str());
     let source = format!("credentials URI {scheme_name}://{authority} ({VAR})");
-    // The host only: the URI's path and query may carry a secret.
-    let outcome = cx.send_once(
+    // Named by its host only: the URI's path and query may carry a secret.
+    let response = temporary::send(
+        cx,
         "credentials URI",
+        &source,
         HttpRequest {
             method: "GET",
             scheme,
@@ -32,18 +33,10 @@ pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
             path_and_query: path_and_query.to_string(),
             headers: vec![("accept".into(), "application/json".into())],
             body: Vec::new(),
-            timeout: Some(retry::REQUEST_CAP),
+            timeout: None,
         },
-    );
-    let response =
-        outcome.map_err(|e| CredentialsError::Service(format!("{source}: no answer: {e}")))?;
-    if (300..400).contains(&response.status) {
-        return Err(CredentialsError::Service(format!(
-            "{source}: answered with a redirect (HTTP {}), and redirects are not followed; \
-             set {VAR} to the final address",
-            response.status
-        )));
-    }
+        &format!("; set {VAR} to the final address"),
+    )?;
     if response.status != 200 {
         return Err(CredentialsError::Service(format!(
             "{source}: HTTP {}",
@@ -59,39 +52,22 @@ pub fn credentials_uri(cx: &Context<'_>) -> Result<Found, CredentialsError> {
             crate::untrusted::server_text(field("Code"), crate::untrusted::CODE_CHARS)
         )));
     }
-    let (id, secret, token) = (
-        field("AccessKeyId"),
-        field("AccessKeySecret"),
-        field("SecurityToken"),
-    );
-    if id.is_empty() || secret.is_empty() || token.is_empty() {
-        return Err(CredentialsError::Service(format!(
-            "{source}: the answer lacks AccessKeyId, AccessKeySecret or SecurityToken"
-        )));
-    }
     // As the official provider does (credentials-go's URLCredentialsProvider), the answer
-    // must say until when its credentials hold; credentials already past it are refused here
-    // rather than by KMS.
-    let expiration = field("Expiration");
-    let Some(expires) = crate::rfc3339::parse_rfc3339(expiration) else {
-        return Err(CredentialsError::Service(format!(
-            "{source}: the answer has no Expiration as a UTC time (such as \
-             2026-12-01T08:00:00Z); the credentials URI must say until when its credentials hold"
-        )));
-    };
-    if expires <= cx.clock.now() {
-        return Err(CredentialsError::Service(format!(
-            "{source}: the credentials it answered expired at {}; the service behind the \
-             credentials URI must hand out fresh ones",
-            crate::untrusted::server_text(expiration, 40)
-        )));
-    }
-    Ok(Found::Yes(Credentials {
-        access_key_id: id.to_string(),
-        access_key_secret: secret.to_string(),
-        security_token: Some(token.to_string()),
+    // must say until when its credentials hold.
+    temporary::credentials(
+        cx,
         source,
-    }))
+        temporary::Answered {
+            id: field("AccessKeyId"),
+            secret: field("AccessKeySecret"),
+            token: field("SecurityToken"),
+            expiration: field("Expiration"),
+            names: "AccessKeyId, AccessKeySecret or SecurityToken",
+            expiration_name: "Expiration",
+            issuer: "the service behind the credentials URI",
+        },
+    )
+    .map(Found::Yes)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Where the guest's HTTP may go: the allow-list (Alibaba Cloud's domain, the hosts the user
-//! lists, the endpoints their credential variables name) and the strict `host[:port]` parser.
+//! lists, the endpoints their credential variables name, the sign-in services their selected
+//! Aliyun CLI profile uses) and the strict `host[:port]` parser.
 //! Apart from the file grants: this is the only part [`crate::egress`] consults.
 
 use std::fmt;
@@ -7,6 +8,7 @@ use std::fmt;
 use alibabakms_contract::vars;
 use http::Uri;
 
+use super::cli_config::{field, CliChain};
 use super::PolicyError;
 
 /// Overrides the STS endpoint (host[:port], optionally with `https://`); its host is allowed
@@ -41,6 +43,17 @@ pub struct AllowedHosts {
     /// Endpoints the credential chain's own variables name (the STS and metadata endpoint
     /// overrides), with the variable that named each. A key URI alone never adds one.
     pub from_env: Vec<EnvHost>,
+    /// HTTPS sign-in services the selected Aliyun CLI profile (or a profile of its chain)
+    /// uses, with why ([`hosts_named_by_profiles`]).
+    pub from_profiles: Vec<ProfileHost>,
+}
+
+/// An HTTPS host a profile of the user's Aliyun CLI config makes the guest call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileHost {
+    pub host: HostPort,
+    /// E.g. `cloud_sso_sign_in_url of profile "sso" in /home/u/.aliyun/config.json`.
+    pub why: String,
 }
 
 /// An endpoint named by one of the user's own credential variables.
@@ -113,6 +126,67 @@ pub(super) fn hosts_named_by_env(lookup: &impl Fn(&str) -> Option<String>) -> Ve
     out
 }
 
+/// The sign-in services of the selected profile's chain ([`CliChain`]): a `CloudSSO`
+/// profile's `cloud_sso_sign_in_url` host, and an `OAuth` profile's site (`oauth_site_type`)
+/// or [`vars::OAUTH_ENDPOINT`] instead. Parsed by the contract's functions, which the guest
+/// calls too; a value the guest refuses (not https, an unknown site) adds nothing. Only the
+/// profiles the guest will use count: a host another profile names stays out.
+pub(super) fn hosts_named_by_profiles(
+    lookup: &impl Fn(&str) -> Option<String>,
+    chain: Option<&CliChain>,
+) -> Vec<ProfileHost> {
+    let mut out: Vec<ProfileHost> = Vec::new();
+    let Some(chain) = chain else {
+        return out;
+    };
+    let path = chain.path.display();
+    for (name, profile) in &chain.profiles {
+        let mode = field(profile, "mode");
+        let named = if mode.eq_ignore_ascii_case("CloudSSO") {
+            alibabakms_contract::cloud_sso_host(&field(profile, "cloud_sso_sign_in_url"))
+                .ok()
+                .map(|h| {
+                    (
+                        h,
+                        format!("cloud_sso_sign_in_url of profile {name:?} in {path}"),
+                    )
+                })
+        } else if mode.eq_ignore_ascii_case("OAuth") {
+            let site = field(profile, "oauth_site_type");
+            match lookup(vars::OAUTH_ENDPOINT).filter(|v| !v.trim().is_empty()) {
+                Some(v) => alibabakms_contract::oauth_endpoint(&v).ok().map(|h| {
+                    (
+                        h,
+                        format!(
+                            "{}, for the OAuth profile {name:?} in {path}",
+                            vars::OAUTH_ENDPOINT
+                        ),
+                    )
+                }),
+                None => alibabakms_contract::oauth_site_host(&site).ok().map(|h| {
+                    (
+                        h.to_string(),
+                        format!(
+                            "oauth_site_type {} of profile {name:?} in {path}",
+                            site.to_ascii_uppercase()
+                        ),
+                    )
+                }),
+            }
+        } else {
+            None
+        };
+        if let Some((authority, why)) = named {
+            if let Ok(host) = HostPort::parse(&authority) {
+                if !out.iter().any(|p| p.host == host) {
+                    out.push(ProfileHost { host, why });
+                }
+            }
+        }
+    }
+    out
+}
+
 impl AllowedHosts {
     /// Parses a comma-separated `host[:port]` list; blanks between commas are skipped.
     pub fn parse(list: &str) -> Result<Self, PolicyError> {
@@ -125,6 +199,7 @@ impl AllowedHosts {
         Ok(Self {
             extra,
             from_env: Vec::new(),
+            from_profiles: Vec::new(),
         })
     }
 
@@ -168,6 +243,10 @@ impl AllowedHosts {
                 .from_env
                 .iter()
                 .any(|e| !e.http && e.host.host == host && e.host.port == port)
+            || self
+                .from_profiles
+                .iter()
+                .any(|p| p.host.host == host && p.host.port == port)
     }
 }
 

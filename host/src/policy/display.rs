@@ -64,6 +64,9 @@ impl fmt::Display for SandboxPolicy {
                 e.var
             )?;
         }
+        for p in &self.hosts.from_profiles {
+            writeln!(f, "  allowed: https://{}  ({})", p.host, p.why)?;
+        }
         match (&self.cache, &self.cache_ttl) {
             (_, Err(e)) => writeln!(f, "cache: off ({e})")?,
             (None, Ok(ttl)) if ttl.is_zero() => writeln!(f, "cache: off ({}=0)", vars::CACHE_TTL)?,

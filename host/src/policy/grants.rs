@@ -2,7 +2,7 @@
 //! directories an Aliyun CLI profile names, and the home-directory rule that keeps both from
 //! exposing more. Apart from the allow-list because it touches the file system, not the network.
 
-use alibabakms_contract::vars;
+use super::cli_config::{field, CliChain};
 
 /// The credential files, as the contract names them.
 pub(super) use alibabakms_contract::CREDENTIAL_FILES;
@@ -139,67 +139,26 @@ pub(super) fn shareable_dir(
 
 /// The directories of the `oidc_token_file`s the selected Aliyun CLI profile uses: the
 /// profile itself when its mode is `OIDC`, and each `source_profile` of a
-/// `ChainableRamRoleArn` chain (loops and chains deeper than [`alibabakms_contract::MAX_PROFILE_CHAIN`] end the
-/// walk). Only the granted config file is read, and of it only the profile names, modes,
-/// source profiles and token paths; a config that is not valid JSON shares nothing (the guest
-/// reports it). A token path that is not absolute, not a readable file, or whose directory
-/// is `/`, the home directory or above it, is not shared, with the reason.
+/// `ChainableRamRoleArn` chain ([`super::cli_config::selected_chain`]). Of the config only
+/// the profile names, modes, source profiles and token paths are read. A token path that is
+/// not absolute, not a readable file, or whose directory is `/`, the home directory or above
+/// it, is not shared, with the reason.
 pub(super) fn cli_oidc_token_dirs(
     lookup: &impl Fn(&str) -> Option<String>,
-    files: &[GrantedFile],
+    chain: Option<&CliChain>,
 ) -> (Vec<GrantedDir>, Vec<String>) {
     let (mut dirs, mut not_shared) = (Vec::new(), Vec::new());
-    if lookup("ALIBABA_CLOUD_CLI_PROFILE_DISABLED")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-    {
-        return (dirs, not_shared);
-    }
-    let Some(config) = files.iter().find(|f| f.var == vars::CONFIG_FILE) else {
+    let Some(chain) = chain else {
         return (dirs, not_shared);
     };
-    // A FIFO, a device or a huge file is not read (the guest reports it when it opens it).
-    let Ok(json) = crate::files::read_capped(&config.host_path, 1 << 20)
-        .map_err(drop)
-        .and_then(|text| serde_json::from_slice::<serde_json::Value>(&text).map_err(drop))
-    else {
-        return (dirs, not_shared);
-    };
-    let field = |v: &serde_json::Value, k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_str())
-            .map(|x| x.trim().to_string())
-            .unwrap_or_default()
-    };
-    let profiles: &[serde_json::Value] = json
-        .get("profiles")
-        .and_then(|p| p.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
     let home = home_dir(lookup);
-    let start = lookup("ALIBABA_CLOUD_PROFILE")
-        .map(|p| p.trim().to_string())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| field(&json, "current"));
-    let find = |name: &str| profiles.iter().find(|p| field(p, "name") == name);
-    // The guest's own walk: a loop or a chain too deep ends it where the guest refuses.
-    let chain = alibabakms_contract::profile_chain(&start, |name| {
-        let profile = find(name)?;
-        let from = field(profile, "source_profile");
-        // Any case, as the CLI (and the guest) accept.
-        let chains = field(profile, "mode").eq_ignore_ascii_case("ChainableRamRoleArn");
-        (chains && !from.is_empty()).then_some(from)
-    })
-    .unwrap_or_else(|e| e.chain().to_vec());
-    for name in chain {
-        let Some(profile) = find(&name) else {
-            break;
-        };
+    for (name, profile) in &chain.profiles {
         let mode = field(profile, "mode");
         let token_file = field(profile, "oidc_token_file");
         if mode.eq_ignore_ascii_case("OIDC") && !token_file.is_empty() {
             let why = format!(
                 "oidc_token_file of profile {name:?} in {}",
-                config.host_path.display()
+                chain.path.display()
             );
             match token_dir(&token_file, home.as_deref()) {
                 Ok(dir) => {

@@ -5,7 +5,8 @@
 //! printed by `--print-sandbox`. `run.rs` and `egress/` only apply this struct.
 //!
 //! The concerns live apart: [`grants`] (the files and directories the guest may read),
-//! [`allow`] (where its HTTP may go) and [`display`] (how `--print-sandbox` shows it all);
+//! [`allow`] (where its HTTP may go), [`cli_config`] (the Aliyun CLI profiles both follow)
+//! and [`display`] (how `--print-sandbox` shows it all);
 //! this file assembles them into one [`SandboxPolicy`].
 
 use std::fmt;
@@ -13,10 +14,11 @@ use std::fmt;
 use alibabakms_contract::vars;
 
 mod allow;
+mod cli_config;
 mod display;
 mod grants;
 
-use allow::hosts_named_by_env;
+use allow::{hosts_named_by_env, hosts_named_by_profiles};
 pub use allow::{AllowedHosts, ALLOWED_HOSTS_ENV};
 use grants::{cli_oidc_token_dirs, granted_files, home_dir, CREDENTIAL_FILES};
 pub use grants::{GrantedDir, GrantedFile};
@@ -94,7 +96,10 @@ impl SandboxPolicy {
             let names: Vec<&str> = refused.iter().map(|r| r.var).collect();
             env.push((NOT_SHARED_ENV.to_string(), names.join(",")));
         }
-        let (dirs, mut not_shared) = cli_oidc_token_dirs(&lookup, &files);
+        // The selected CLI profile's chain: its OIDC token directories and sign-in hosts.
+        let chain = cli_config::selected_chain(&lookup, &files);
+        let (dirs, mut not_shared) = cli_oidc_token_dirs(&lookup, chain.as_ref());
+        hosts.from_profiles = hosts_named_by_profiles(&lookup, chain.as_ref());
         not_shared.splice(
             0..0,
             refused

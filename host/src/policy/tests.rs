@@ -374,6 +374,81 @@ fn oidc_token_directories_named_in_the_cli_config_are_shared_at_their_path() {
 }
 
 #[test]
+fn sign_in_hosts_are_allowed_only_for_the_selected_cli_profile_chain() {
+    let root = std::env::temp_dir().join(format!("policy-cli-signin-{}", std::process::id()));
+    let home = root.join("home");
+    std::fs::create_dir_all(home.join(".aliyun")).unwrap();
+    std::fs::write(
+        home.join(".aliyun/config.json"),
+        r#"{"current":"chain","profiles":[
+            {"name":"chain","mode":"ChainableRamRoleArn","source_profile":"sso","ram_role_arn":"r"},
+            {"name":"sso","mode":"cloudsso","cloud_sso_sign_in_url":"https://Signin.SSO.example:8443/d-1/login","access_token":"never-read"},
+            {"name":"other","mode":"CloudSSO","cloud_sso_sign_in_url":"https://other.sso.example/login"},
+            {"name":"oauth","mode":"OAuth","oauth_site_type":"intl","oauth_access_token":"never-read"},
+            {"name":"plain","mode":"CloudSSO","cloud_sso_sign_in_url":"http://plain.sso.example/login"}]}"#,
+    )
+    .unwrap();
+    let h = home.to_str().unwrap();
+    let config = std::fs::canonicalize(home.join(".aliyun/config.json")).unwrap();
+
+    // The chain's base names the sign-in host: allowed over HTTPS on its port, and shown why.
+    let p = policy(&[("HOME", h)]).unwrap();
+    assert!(allows(
+        &p.hosts,
+        "https://signin.sso.example:8443/cloud-credentials"
+    ));
+    assert!(!allows(&p.hosts, "http://signin.sso.example:8443/"));
+    assert!(!allows(&p.hosts, "https://signin.sso.example/"));
+    // Another profile's host, and the OAuth site of an unselected profile, are not.
+    assert!(!allows(&p.hosts, "https://other.sso.example/"));
+    assert!(!allows(&p.hosts, "https://oauth.alibabacloud.com/"));
+    let shown = p.to_string();
+    assert!(
+        shown.contains(&format!(
+            "allowed: https://signin.sso.example:8443  (cloud_sso_sign_in_url of profile \"sso\" in {})",
+            config.display()
+        )),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("other.sso") && !shown.contains("never-read"),
+        "{shown}"
+    );
+
+    // An OAuth profile: its site's service, or the plugin's variable instead.
+    let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "oauth")]).unwrap();
+    assert!(allows(
+        &p.hosts,
+        "https://oauth.alibabacloud.com/v1/exchange"
+    ));
+    assert!(!allows(&p.hosts, "https://oauth.aliyun.com/"));
+    assert!(!allows(&p.hosts, "https://signin.sso.example:8443/"));
+    assert!(p.to_string().contains(
+        "allowed: https://oauth.alibabacloud.com:443  (oauth_site_type INTL of profile \"oauth\""
+    ));
+    let endpoint = (vars::OAUTH_ENDPOINT, "https://127.0.0.1:9443/");
+    let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "oauth"), endpoint]).unwrap();
+    assert!(allows(&p.hosts, "https://127.0.0.1:9443/v1/exchange"));
+    assert!(!allows(&p.hosts, "https://oauth.alibabacloud.com/"));
+    assert!(p.to_string().contains(
+        "allowed: https://127.0.0.1:9443  (SIGSTORE_ALIBABAKMS_OAUTH_ENDPOINT, for the OAuth \
+         profile \"oauth\""
+    ));
+    assert!(p.env_names().any(|n| n == vars::OAUTH_ENDPOINT));
+    // The variable alone allows nothing: no OAuth profile is selected.
+    let p = policy(&[("HOME", h), endpoint]).unwrap();
+    assert!(!allows(&p.hosts, "https://127.0.0.1:9443/"));
+
+    // A sign-in URL that is not https adds nothing (the guest refuses it); nor does a
+    // disabled CLI-profile source.
+    let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_PROFILE", "plain")]).unwrap();
+    assert!(p.hosts.from_profiles.is_empty());
+    assert!(!allows(&p.hosts, "http://plain.sso.example/"));
+    let p = policy(&[("HOME", h), ("ALIBABA_CLOUD_CLI_PROFILE_DISABLED", "true")]).unwrap();
+    assert!(p.hosts.from_profiles.is_empty());
+}
+
+#[test]
 fn debug_is_on_unless_empty_or_negative() {
     assert!(!policy(&[]).unwrap().debug());
     assert!(policy(&[(DEBUG_ENV, "1")]).unwrap().debug());

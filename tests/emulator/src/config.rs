@@ -20,6 +20,10 @@ pub struct EmulatorConfig {
     pub ecs_role: Option<String>,
     /// Whether the metadata listener also serves [`imds::CREDENTIALS_URI_PATH`].
     pub credentials_uri: bool,
+    /// The CloudSSO sign-in the HTTPS server accepts at [`signin::CLOUD_SSO_PATH`].
+    pub cloud_sso: Option<signin::CloudSso>,
+    /// The OAuth access token the HTTPS server exchanges at [`signin::OAUTH_EXCHANGE_PATH`].
+    pub oauth: Option<String>,
     /// An instance without IMDSv2: the token request is refused (404) and metadata is served
     /// without a token (IMDSv1). Default: tokens required (hardened mode).
     pub imds_v1_only: bool,
@@ -69,6 +73,8 @@ impl Default for EmulatorConfig {
             oidc_roles: Vec::new(),
             ecs_role: None,
             credentials_uri: false,
+            cloud_sso: None,
+            oauth: None,
             imds_v1_only: false,
             ram_role_external_ids: Vec::new(),
             max_session_durations: Vec::new(),
@@ -189,6 +195,31 @@ impl EmulatorConfig {
     /// Serves an `ALIBABA_CLOUD_CREDENTIALS_URI` endpoint ([`Emulator::credentials_uri`]).
     pub fn credentials_uri(mut self) -> Self {
         self.credentials_uri = true;
+        self
+    }
+
+    /// Serves CloudSSO's `POST /cloud-credentials` on the HTTPS server ([`signin`],
+    /// [`Emulator::sign_in_url`]): the holder of `access_token` gets temporary credentials for
+    /// access configuration `access_config` of account `account_id`, which KMS accepts.
+    pub fn cloud_sso(
+        mut self,
+        access_token: impl Into<String>,
+        account_id: impl Into<String>,
+        access_config: impl Into<String>,
+    ) -> Self {
+        self.cloud_sso = Some(signin::CloudSso {
+            access_token: access_token.into(),
+            account_id: account_id.into(),
+            access_config: access_config.into(),
+        });
+        self
+    }
+
+    /// Serves the OAuth exchange `POST /v1/exchange` on the HTTPS server ([`signin`],
+    /// [`Emulator::oauth_endpoint`]): the holder of `access_token` gets temporary credentials
+    /// that KMS accepts.
+    pub fn oauth(mut self, access_token: impl Into<String>) -> Self {
+        self.oauth = Some(access_token.into());
         self
     }
 

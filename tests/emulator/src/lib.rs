@@ -26,6 +26,9 @@
 //!   `x-acs-version`; [`sts`], [`EmulatorConfig::oidc_role`], [`Emulator::sts_endpoint`]):
 //!   anonymous, strict about role, provider, token and its expiry; the credentials it issues
 //!   are accepted by the KMS side with their token until their `Expiration`.
+//! * The sign-in services of Aliyun CLI `CloudSSO` and `OAuth` profiles on the same HTTPS
+//!   server ([`signin`], [`EmulatorConfig::cloud_sso`], [`EmulatorConfig::oauth`]): a bearer
+//!   access token buys STS credentials that the KMS side accepts.
 //! * An ECS instance metadata service on a plain-HTTP loopback listener of its own ([`imds`],
 //!   [`EmulatorConfig::ecs_role`], [`Emulator::imds_endpoint`]), enforcing the IMDSv2 token.
 //! * It counts requests per action, connections, TLS handshakes and injected faults, and
@@ -70,6 +73,7 @@ mod material;
 mod record;
 mod rsa_pool;
 mod server;
+pub mod signin;
 pub mod state;
 pub mod sts;
 pub mod tls;
@@ -167,6 +171,8 @@ impl Emulator {
         state.ram_roles = cfg.ram_roles.iter().cloned().collect();
         state.ram_role_external_ids = cfg.ram_role_external_ids.iter().cloned().collect();
         state.max_session_durations = cfg.max_session_durations.iter().cloned().collect();
+        state.cloud_sso = cfg.cloud_sso.clone();
+        state.oauth_token = cfg.oauth.clone();
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             nonces: Mutex::new(NonceCache::default()),
@@ -245,6 +251,19 @@ impl Emulator {
     /// [`EmulatorConfig::credentials_uri`] is set, else 404).
     pub fn credentials_uri(&self) -> String {
         format!("{}{}", self.imds_endpoint(), imds::CREDENTIALS_URI_PATH)
+    }
+
+    /// `https://127.0.0.1:PORT/login` for a CloudSSO profile's `cloud_sso_sign_in_url`: the
+    /// HTTPS server serves `/cloud-credentials` when [`EmulatorConfig::cloud_sso`] is set
+    /// ([`signin`]; only the URL's scheme and host matter to a client).
+    pub fn sign_in_url(&self) -> String {
+        format!("https://{}/login", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`, where the HTTPS server serves the OAuth exchange `/v1/exchange` when
+    /// [`EmulatorConfig::oauth`] is set ([`signin`]).
+    pub fn oauth_endpoint(&self) -> String {
+        self.addr.to_string()
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -22,6 +22,10 @@ pub struct Stats {
     pub imds_requests: u64,
     /// Requests to the ECS metadata listener with a chunked body, refused there with 411.
     pub imds_chunked_requests: u64,
+    /// Requests to CloudSSO's `/cloud-credentials` ([`crate::signin`]), refused ones included.
+    pub cloud_sso_requests: u64,
+    /// Requests to the OAuth `/v1/exchange` ([`crate::signin`]), refused ones included.
+    pub oauth_exchange_requests: u64,
 }
 
 impl Stats {

@@ -311,6 +311,36 @@ async fn handle(
         access_key_id,
         fault: None,
     };
+    // The sign-in services (CloudSSO, OAuth) answer in shapes of their own, by path.
+    if let (Some(service), Some(body)) = (crate::signin::service(&ex.path_and_query), &body) {
+        {
+            let mut stats = lock(&shared.stats);
+            match service {
+                crate::signin::Service::CloudSso => stats.cloud_sso_requests += 1,
+                crate::signin::Service::OAuth => stats.oauth_exchange_requests += 1,
+            }
+        }
+        let now = shared.clock.now();
+        let answer = crate::signin::answer(
+            service,
+            &mut lock(&shared.state),
+            now,
+            &ex.method,
+            &ex.headers,
+            body,
+            &ex.request_id,
+        );
+        let request_id = ex.request_id.clone();
+        ex.finish(&shared, answer.status, answer.code, None);
+        return respond(
+            &shared,
+            answer.status,
+            &answer.body,
+            request_id,
+            Vec::new(),
+            None,
+        );
+    }
     let admitted = match body {
         None => Err(ApiError::gateway(
             413,
@@ -387,8 +417,19 @@ async fn handle(
     };
     let request_id = ex.request_id.clone();
     ex.finish(&shared, status, code, canonical);
+    respond(&shared, status, &json, request_id, extra_headers, trickle)
+}
 
-    let body = serde_json::to_vec(&json).expect("JSON values serialize");
+/// A JSON answer with the headers every answer carries.
+fn respond(
+    shared: &Shared,
+    status: u16,
+    json: &Value,
+    request_id: String,
+    extra_headers: Vec<(String, String)>,
+    trickle: Option<Duration>,
+) -> Response<Either<Full<Bytes>, Trickle>> {
+    let body = serde_json::to_vec(json).expect("JSON values serialize");
     let mut response = Response::builder()
         .status(status)
         .header("content-type", "application/json;charset=utf-8")

@@ -188,6 +188,10 @@ pub struct State {
     pub next_issued_uses: std::collections::VecDeque<u32>,
     /// Issued STS credentials with a use budget: AccessKeyId -> accepted requests left.
     pub uses_left: HashMap<String, u32>,
+    /// The CloudSSO sign-in [`crate::signin`] accepts, if served.
+    pub cloud_sso: Option<crate::signin::CloudSso>,
+    /// The OAuth access token [`crate::signin`] exchanges, if served.
+    pub oauth_token: Option<String>,
 }
 
 /// Random lower-case alphanumerics.
@@ -260,10 +264,13 @@ impl State {
             },
             next_issued_uses: std::collections::VecDeque::new(),
             uses_left: HashMap::new(),
+            cloud_sso: None,
+            oauth_token: None,
         }
     }
 
-    /// Registers STS credentials just issued (by STS or the metadata service), applying a
+    /// Registers STS credentials just issued (by STS, the metadata service or a sign-in
+    /// service), applying a
     /// pending [`crate::Emulator::expire_next_issued_credentials`]: with a budget of 0 they
     /// are expired from the start, else after that many accepted KMS requests.
     pub fn register_issued(&mut self, mut credential: Credential, now: SystemTime) {
