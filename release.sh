@@ -23,7 +23,10 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 native=$(rustc -vV | sed -n 's/^host: //p')
 targets=("$native")
 [ "$native" = x86_64-unknown-linux-gnu ] && targets+=(aarch64-unknown-linux-gnu)
-export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
+# The commit's time, for the archives and SBOMs only: not exported, since the cc crate
+# rebuilds C (ring, wasmtime) when SOURCE_DATE_EPOCH changes, and the tests' builds then
+# could not reuse these.
+epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
 
 cdx=target/tools/bin/cargo-cyclonedx
 if ! "$cdx" cyclonedx --version 2>/dev/null | grep -q " $cyclonedx_version\$"; then
@@ -53,7 +56,7 @@ archive() { # TRIPLE
   cp LICENSE README.md "$stage/$name/"
   chmod 0755 "$stage/$name" "$stage/$name/sigstore-kms-alibabakms"
   chmod 0644 "$stage/$name/alibabakms-guest.wasm" "$stage/$name/LICENSE" "$stage/$name/README.md"
-  tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+  tar --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
     --format=gnu -C "$stage" -cf - "$name" | gzip -n -9 >"$out/$name.tar.gz"
   # One component for every target: each archive must carry the same bytes.
   if [ -f "$stage/component.wasm" ]; then
@@ -86,7 +89,7 @@ bom.setdefault("metadata", {})["timestamp"] = datetime.datetime.fromtimestamp(
 with open(dst, "w") as f:
     json.dump(bom, f, indent=2, sort_keys=True)
     f.write("\n")
-' "$stage/sbom.json" "$3" "$SOURCE_DATE_EPOCH" "$PWD"
+' "$stage/sbom.json" "$3" "$epoch" "$PWD"
 }
 files=()
 for triple in "${targets[@]}"; do

@@ -1,8 +1,10 @@
 //! Builds the guest component and compiles it ahead of time for the host binary.
 //!
 //! 1. Runs a nested `cargo build --release --locked -p alibabakms-guest --target wasm32-wasip2`
-//!    in its own target directory under `OUT_DIR` (sharing the outer target directory would
-//!    deadlock on cargo's build lock), with the outer build's host-only environment removed.
+//!    in a target directory of its own, `alibabakms-guest/` inside the outer one (the outer
+//!    directory itself would deadlock on cargo's build lock), with the outer build's host-only
+//!    environment removed. The guest is the same for every host build, so the debug and
+//!    release builds, for x86_64 and for aarch64, share it: a clean CI run builds it once.
 //!    It builds the guest twice: the portable component (plain WASI 0.2, for any host), and the
 //!    binary's own copy with the wide-arithmetic proposal (a 64×64→128-bit multiply, which
 //!    makes the P-256 and RSA checks about ten times faster than 128-bit products emulated in
@@ -62,14 +64,17 @@ fn main() -> Result<(), BoxError> {
             println!("cargo:rerun-if-changed={}", prebuilt.display());
             (prebuilt.clone(), prebuilt)
         }
-        None => (
-            build_guest(&workspace, &out_dir.join("guest-target"), None)?,
-            build_guest(
-                &workspace,
-                &out_dir.join("guest-target-wide"),
-                Some(NATIVE_COPY_RUSTFLAGS),
-            )?,
-        ),
+        None => {
+            let shared = guest_target_dir(&out_dir);
+            (
+                build_guest(&workspace, &shared.join("portable"), None)?,
+                build_guest(
+                    &workspace,
+                    &shared.join("wide"),
+                    Some(NATIVE_COPY_RUSTFLAGS),
+                )?,
+            )
+        }
     };
     let read = |path: &Path| fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()));
     fs::write(out_dir.join("alibabakms-guest.wasm"), read(&portable_path)?)?;
@@ -77,6 +82,22 @@ fn main() -> Result<(), BoxError> {
     let cwasm = precompile(&read(&native_path)?)?;
     fs::write(out_dir.join("alibabakms-guest.cwasm"), cwasm)?;
     Ok(())
+}
+
+/// `<outer target dir>/alibabakms-guest`. `OUT_DIR` is
+/// `<target dir>/[<triple>/]<profile>/build/<package>-<hash>/out`; the triple is there when
+/// cargo was given `--target`. Any other layout keeps the guest under `OUT_DIR`.
+fn guest_target_dir(out_dir: &Path) -> PathBuf {
+    let target = env::var("TARGET").unwrap_or_default();
+    let above_profile = out_dir.ancestors().nth(4);
+    let target_dir = match above_profile {
+        Some(dir) if dir.file_name().is_some_and(|n| n == target.as_str()) => dir.parent(),
+        dir => dir,
+    };
+    match target_dir {
+        Some(dir) if out_dir.ends_with("out") => dir.join("alibabakms-guest"),
+        _ => out_dir.join("guest"),
+    }
 }
 
 /// Builds the guest with a nested cargo (with `rustflags`, if any) and returns the path of
