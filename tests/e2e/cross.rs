@@ -36,23 +36,14 @@ fn aarch64_call(
     stdin: &[u8],
 ) -> Run {
     let [qemu, binary] = aarch64_plugin();
-    let mut request = json!({
-        "initOptions": {"protocolVersion": "v1", "keyResourceID": format!("alibabakms://{key}"), "hashFunc": 5},
-        "methodName": method,
-    });
-    request[method] = args;
-    run_program(
-        &[qemu.to_str().unwrap(), binary.to_str().unwrap()],
-        env,
-        &["v1", &request.to_string()],
-        stdin,
-    )
+    let program = [qemu.to_str().unwrap(), binary.to_str().unwrap()];
+    call_through(&program, env, key, method, args, stdin)
 }
 
 #[test]
 fn the_aarch64_binary_creates_a_key_signs_and_verifies_under_qemu() {
     // It is the other CPU's binary: ELF machine 183 (EM_AARCH64), not this machine's.
-    let [_, binary] = aarch64_plugin();
+    let [qemu, binary] = aarch64_plugin();
     let head = std::fs::read(&binary).unwrap();
     assert_eq!(&head[..4], b"\x7fELF");
     assert_eq!(u16::from_le_bytes([head[18], head[19]]), 183, "e_machine");
@@ -60,31 +51,8 @@ fn the_aarch64_binary_creates_a_key_signs_and_verifies_under_qemu() {
     let emu = emulator();
     let env = env_for(&emu);
     let key = format!("{}//alias/arm64", emu.endpoint());
-    let created = aarch64_call(
-        &env,
-        &key,
-        "createKey",
-        json!({"algorithm": "EC_P256"}),
-        b"",
-    );
-    let pem = pem_of(created.ok("createKey"));
-    let message = b"signed on aarch64";
-    let signed = aarch64_call(
-        &env,
-        &key,
-        "signMessage",
-        json!({"signOptions": {}}),
-        message,
-    );
-    let signature = unb64(signed.ok("signMessage")["signature"].as_str().unwrap());
-    // An independent verifier, and the native binary, accept what the aarch64 run produced.
-    assert!(openssl_verify(&pem, message, &signature, "sha256"));
-    verify_signature(&env, &key, message, &signature).ok("verifySignature");
-    // The aarch64 binary verifies too, and refuses a signature over another message.
-    let args = json!({"signature": b64(&signature), "verifyOptions": {}});
-    aarch64_call(&env, &key, "verifySignature", args.clone(), message).ok("verifySignature");
-    let wrong = aarch64_call(&env, &key, "verifySignature", args, b"another message");
-    assert!(wrong.err().contains("invalid signature"), "{}", wrong.err());
+    let program = [qemu.to_str().unwrap(), binary.to_str().unwrap()];
+    create_sign_verify_through(&program, &env, &env, &key, b"signed on aarch64");
     assert_eq!(emu.stats().action("AsymmetricSign"), 1);
 }
 

@@ -148,6 +148,49 @@ pub fn run_program(program: &[&str], env: &[(String, String)], argv: &[&str], st
     }
 }
 
+/// Runs one protocol method through `program` (see [`run_program`]), encoded as cosign's
+/// cliplugin client encodes it.
+pub fn call_through(
+    program: &[&str],
+    env: &[(String, String)],
+    key: &str,
+    method: &str,
+    args: Value,
+    stdin: &[u8],
+) -> Run {
+    let mut request = json!({
+        "initOptions": {"protocolVersion": "v1", "keyResourceID": format!("alibabakms://{key}"), "hashFunc": 5},
+        "methodName": method,
+    });
+    request[method] = args;
+    run_program(program, env, &["v1", &request.to_string()], stdin)
+}
+
+/// Another runtime of the plugin (`program`) creates an EC key, signs `message`, and
+/// verifies; the signature is checked by OpenSSL and by this build's binary (with
+/// `native_env`), and a signature over another message is refused.
+pub fn create_sign_verify_through(
+    program: &[&str],
+    env: &[(String, String)],
+    native_env: &[(String, String)],
+    key: &str,
+    message: &[u8],
+) {
+    let call = |method: &str, args: Value, stdin: &[u8]| {
+        call_through(program, env, key, method, args, stdin)
+    };
+    let created = call("createKey", json!({"algorithm": "EC_P256"}), b"");
+    let pem = pem_of(created.ok("createKey"));
+    let signed = call("signMessage", json!({"signOptions": {}}), message);
+    let signature = unb64(signed.ok("signMessage")["signature"].as_str().unwrap());
+    assert!(openssl_verify(&pem, message, &signature, "sha256"));
+    verify_signature(native_env, key, message, &signature).ok("verifySignature");
+    let args = json!({"signature": b64(&signature), "verifyOptions": {}});
+    call("verifySignature", args.clone(), message).ok("verifySignature");
+    let wrong = call("verifySignature", args, b"another message");
+    assert!(wrong.err().contains("invalid signature"), "{}", wrong.err());
+}
+
 /// Runs one protocol method the way cosign's cliplugin client encodes it.
 pub fn call(
     env: &[(String, String)],

@@ -79,15 +79,12 @@ fn node_call(
     stdin: &[u8],
 ) -> Run {
     let run_mjs = runner().join("run.mjs");
-    let mut request = json!({
-        "initOptions": {"protocolVersion": "v1", "keyResourceID": format!("alibabakms://{key}"), "hashFunc": 5},
-        "methodName": method,
-    });
-    request[method] = args;
-    run_program(
+    call_through(
         &["node", run_mjs.to_str().unwrap()],
         env,
-        &["v1", &request.to_string()],
+        key,
+        method,
+        args,
         stdin,
     )
 }
@@ -95,39 +92,15 @@ fn node_call(
 #[test]
 fn under_node_the_component_creates_a_key_signs_and_verifies() {
     let emu = emulator();
-    let env = node_env(&emu);
+    let run_mjs = runner().join("run.mjs");
     let key = format!("{}//alias/node", emu.endpoint());
-    let created = node_call(
-        &env,
+    create_sign_verify_through(
+        &["node", run_mjs.to_str().unwrap()],
+        &node_env(&emu),
+        &env_for(&emu),
         &key,
-        "createKey",
-        json!({"algorithm": "EC_P256"}),
-        b"",
+        b"signed under Node.js",
     );
-    let pem = pem_of(created.ok("createKey"));
-    let message = b"signed under Node.js";
-    let signed = node_call(
-        &env,
-        &key,
-        "signMessage",
-        json!({"signOptions": {}}),
-        message,
-    );
-    let signature = unb64(signed.ok("signMessage")["signature"].as_str().unwrap());
-    // An independent verifier, and the native binary, accept what Node's run produced.
-    assert!(openssl_verify(&pem, message, &signature, "sha256"));
-    verify_signature(&env_for(&emu), &key, message, &signature).ok("verifySignature");
-    // The runner verifies too, and refuses a signature over another message.
-    let args = |sig: &[u8]| json!({"signature": b64(sig), "verifyOptions": {}});
-    node_call(&env, &key, "verifySignature", args(&signature), message).ok("verifySignature");
-    let wrong = node_call(
-        &env,
-        &key,
-        "verifySignature",
-        args(&signature),
-        b"another message",
-    );
-    assert!(wrong.err().contains("invalid signature"), "{}", wrong.err());
     // Every request Node sent was signed and accepted by the strict emulator.
     assert_eq!(emu.stats().action("AsymmetricSign"), 1);
 }
