@@ -50,7 +50,7 @@ pub fn find(action: &str) -> Option<ActionFn> {
     ACTIONS.iter().find(|(n, _)| *n == action).map(|(_, f)| *f)
 }
 
-const ALIAS_OR_ID: KeyRefForms = KeyRefForms {
+pub(crate) const ALIAS_OR_ID: KeyRefForms = KeyRefForms {
     alias: true,
     arn: false,
 };

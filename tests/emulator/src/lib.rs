@@ -46,9 +46,11 @@
 //!   ([`fault`]).
 //! * A KMS 3.0 account on request ([`EmulatorConfig::kms3_key_stores`]): asymmetric keys only
 //!   in a KMS instance.
-//! * Not implemented: symmetric and HMAC keys, `ENCRYPT/DECRYPT` usage, a KMS instance's
-//!   dedicated gateway, and the actions outside [`actions::ACTIONS`]; each is refused with a
-//!   message that says so.
+//! * A KMS instance's dedicated gateway, for requests whose `Host` is
+//!   `<instance>.cryptoservice.kms.aliyuncs.com` ([`gateway`], [`Emulator::dedicated_gateway`]):
+//!   cryptographic actions on the instance's own keys only.
+//! * Not implemented: symmetric and HMAC keys, `ENCRYPT/DECRYPT` usage, and the actions
+//!   outside [`actions::ACTIONS`]; each is refused with a message that says so.
 //!
 //! Where Alibaba's behaviour is not documented the emulator picks the conservative reading and
 //! says so in a doc comment (see [`error`], [`fault`], [`actions`] and
@@ -68,6 +70,7 @@ pub mod clock;
 mod config;
 pub mod error;
 pub mod fault;
+pub mod gateway;
 pub mod imds;
 mod material;
 mod record;
@@ -146,7 +149,10 @@ pub struct Emulator {
 impl Emulator {
     /// Binds, writes the CA file and starts serving on a thread of its own.
     pub fn start(cfg: EmulatorConfig) -> std::io::Result<Emulator> {
-        let tls = tls::generate(&cfg.extra_tls_names)?;
+        // Every instance's dedicated gateway is this server too ([`gateway`]).
+        let mut tls_names = cfg.extra_tls_names.clone();
+        tls_names.push(gateway::TLS_NAME.to_string());
+        let tls = tls::generate(&tls_names)?;
 
         let temp_dir = std::env::temp_dir().join(format!(
             "alibabakms-emulator-{}-{}",
@@ -232,6 +238,13 @@ impl Emulator {
     /// `127.0.0.1:PORT`: the ENDPOINT of `alibabakms://ENDPOINT/...` key URIs.
     pub fn endpoint(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `<instance>.cryptoservice.kms.aliyuncs.com:PORT`: the emulator as the dedicated gateway
+    /// of KMS `instance` ([`gateway`]). The name must resolve to the listening address (a
+    /// test maps it in an `/etc/hosts` of its own).
+    pub fn dedicated_gateway(&self, instance: &str) -> String {
+        format!("{instance}{}:{}", gateway::HOST_SUFFIX, self.addr.port())
     }
 
     /// `127.0.0.1:PORT` for `ALIBABA_CLOUD_STS_ENDPOINT`: STS is served by the same HTTPS

@@ -548,6 +548,9 @@ fn admit(shared: &Shared, body: &[u8], ex: &mut Exchange) -> Result<Admitted, Ap
                 v.action, v.version
             ))
         })?;
+        if v.version == KMS_VERSION {
+            at_dedicated_gateway(shared, ex, &v.action, &all_params)?;
+        }
         return Ok(Admitted {
             action,
             params: all_params,
@@ -594,11 +597,26 @@ fn admit(shared: &Shared, body: &[u8], ex: &mut Exchange) -> Result<Admitted, Ap
             verified.action
         )));
     };
+    at_dedicated_gateway(shared, ex, &verified.action, &verified.params)?;
     lock(&shared.state).count_use(&verified.access_key_id, now);
     Ok(Admitted {
         action,
         params: verified.params,
     })
+}
+
+/// A KMS action sent to a KMS instance's dedicated gateway (by `Host`) must be one it serves.
+fn at_dedicated_gateway(
+    shared: &Shared,
+    ex: &Exchange,
+    action: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let host = ex.headers.iter().find(|(n, _)| n == "host");
+    match host.and_then(|(_, h)| crate::gateway::instance_of(h)) {
+        Some(instance) => crate::gateway::admit(&lock(&shared.state), instance, action, params),
+        None => Ok(()),
+    }
 }
 
 /// Runs the action on the blocking pool, so a slow one (RSA key generation) leaves the server

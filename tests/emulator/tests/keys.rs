@@ -445,3 +445,104 @@ fn list_key_versions_order_is_configurable() {
     }
     assert!(unsorted >= 4, "{unsorted} of 8 shuffled");
 }
+
+/// Reached under `<instance>.cryptoservice.kms.aliyuncs.com` (document 601559), the emulator
+/// is that instance's dedicated gateway: its certificate covers the name, and it signs,
+/// verifies and hands out public keys of the instance's own keys, and nothing else.
+#[test]
+fn the_dedicated_gateway_serves_cryptographic_operations_on_its_instance_keys_only() {
+    let instance = alibabakms_emulator::DEFAULT_KMS_INSTANCE_ID;
+    let (emu, mut shared) = start(EmulatorConfig::default());
+    let v = ok(shared.call(
+        "CreateKey",
+        &[("KeySpec", "EC_P256"), ("DKMSInstanceId", instance)],
+    ));
+    let key = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let version = v["KeyMetadata"]["PrimaryKeyVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(shared.call("CreateAlias", &[("AliasName", "alias/gw"), ("KeyId", &key)]));
+    let (outside, outside_version) = create(&mut shared, "EC_P256");
+
+    let gateway = emu.dedicated_gateway(instance);
+    let mut gw = Client::connect_named(&emu.endpoint(), &gateway, emu.ca_pem()).unwrap();
+    let digest = b64(&Sha256::digest(b"through the gateway"));
+    for key_ref in [key.as_str(), "alias/gw"] {
+        let sig = ok(gw.call(
+            "AsymmetricSign",
+            &[
+                ("KeyId", key_ref),
+                ("KeyVersionId", &version),
+                ("Algorithm", "ECDSA_SHA_256"),
+                ("Digest", &digest),
+            ],
+        ));
+        let verified = ok(gw.call(
+            "AsymmetricVerify",
+            &[
+                ("KeyId", key_ref),
+                ("KeyVersionId", &version),
+                ("Algorithm", "ECDSA_SHA_256"),
+                ("Digest", &digest),
+                ("Value", sig["Value"].as_str().unwrap()),
+            ],
+        ));
+        assert_eq!(verified["Value"], true);
+    }
+    assert_eq!(
+        public_key_pem(&mut gw, &key, &version),
+        public_key_pem(&mut shared, &key, &version)
+    );
+
+    // Key management goes through the shared gateway only.
+    for (action, params) in [
+        ("DescribeKey", vec![("KeyId", key.as_str())]),
+        ("ListKeyVersions", vec![("KeyId", key.as_str())]),
+        (
+            "CreateKey",
+            vec![("KeySpec", "EC_P256"), ("DKMSInstanceId", instance)],
+        ),
+        (
+            "CreateAlias",
+            vec![("AliasName", "alias/gw2"), ("KeyId", key.as_str())],
+        ),
+    ] {
+        let r = gw.call(action, &params);
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "InvalidApi.NotFound"),
+            "{action}: {}",
+            r.json
+        );
+    }
+    assert_eq!(
+        emu.alias_target("alias/gw2"),
+        None,
+        "the refused CreateAlias did nothing"
+    );
+    // A key outside the instance is not the gateway's to use.
+    let r = gw.call(
+        "GetPublicKey",
+        &[("KeyId", &outside), ("KeyVersionId", &outside_version)],
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (404, "Forbidden.KeyNotFound"),
+        "{}",
+        r.json
+    );
+    // A gateway name of no instance of the account.
+    let other = emu.dedicated_gateway("kst-hzz00000000000000000");
+    let mut nowhere = Client::connect_named(&emu.endpoint(), &other, emu.ca_pem()).unwrap();
+    let r = nowhere.call(
+        "GetPublicKey",
+        &[("KeyId", &key), ("KeyVersionId", &version)],
+    );
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "Forbidden.DKMSInstanceNotFound"),
+        "{}",
+        r.json
+    );
+}

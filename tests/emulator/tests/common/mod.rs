@@ -184,11 +184,17 @@ pub fn tls_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
 impl Client {
     /// Connects to `endpoint` (`127.0.0.1:PORT`) verifying the server against `ca_pem`.
     pub fn connect(endpoint: &str, ca_pem: &str) -> std::io::Result<Client> {
+        Self::connect_named(endpoint, endpoint, ca_pem)
+    }
+
+    /// Connects to `addr` as a client does that resolved `endpoint` (`NAME:PORT`) to it: the
+    /// name is sent (SNI), checked on the certificate and signed as the `host` header.
+    pub fn connect_named(addr: &str, endpoint: &str, ca_pem: &str) -> std::io::Result<Client> {
         let host = endpoint.rsplit_once(':').unwrap().0;
         let name = ServerName::try_from(host.to_string()).unwrap();
         let conn = rustls::ClientConnection::new(tls_config(ca_pem), name)
             .map_err(std::io::Error::other)?;
-        let tcp = TcpStream::connect(endpoint)?;
+        let tcp = TcpStream::connect(addr)?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         // Complete the handshake now so certificate errors surface here.
         while stream.conn.is_handshaking() {
