@@ -145,7 +145,8 @@ KEY REFERENCES
   alibabakms://ENDPOINT/[INSTANCE_ID]/alias/NAME
   alibabakms://ENDPOINT/[INSTANCE_ID]/KEY_ID/versions/VERSION_ID
   ENDPOINT is the KMS endpoint (e.g. kms.cn-hangzhou.aliyuncs.com, or a KMS instance's
-  INSTANCE_ID.cryptoservice.kms.aliyuncs.com); INSTANCE_ID may be left empty (two slashes).
+  INSTANCE_ID.cryptoservice.kms.aliyuncs.com, which signs and verifies only, so there the
+  reference names the version); INSTANCE_ID may be left empty (two slashes).
 
 ENVIRONMENT
  Credentials (passed to the component when set):

@@ -454,3 +454,45 @@ pub fn print_sandbox(env: &[(String, String)]) -> String {
     assert_no_secret(&text);
     text
 }
+
+/// `program` run in a mount namespace of its own whose `/etc/hosts` maps `names` to
+/// 127.0.0.1: how a test reaches the emulator under a real host name (a KMS instance's
+/// dedicated gateway, which the plugin tells by name) without touching the machine's
+/// resolver. Needs unprivileged user namespaces (`unshare -rm`, util-linux).
+pub fn with_hosts(names: &[&str], program: &[&str]) -> Vec<String> {
+    let dir = tempdir();
+    let hosts = dir.join("hosts");
+    let lines: String = names.iter().map(|n| format!("127.0.0.1 {n}\n")).collect();
+    std::fs::write(&hosts, format!("127.0.0.1 localhost\n{lines}")).unwrap();
+    let tool = |name: &str| {
+        ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{name} (util-linux) is needed to map test host names"))
+            .display()
+            .to_string()
+    };
+    let script = format!("{} --bind \"$0\" /etc/hosts && exec \"$@\"", tool("mount"));
+    let mut argv = vec![
+        tool("unshare"),
+        "-rm".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        script,
+    ];
+    argv.push(hosts.display().to_string());
+    argv.extend(program.iter().map(|p| p.to_string()));
+    let probe = Command::new(&argv[0])
+        .args(&argv[1..6])
+        .arg("/bin/true")
+        .output()
+        .expect("run unshare");
+    assert!(
+        probe.status.success(),
+        "mapping test host names needs unprivileged user and mount namespaces \
+         (`unshare -rm`): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    argv
+}

@@ -16,6 +16,7 @@ mod diagnostics;
 mod errors;
 mod expiry;
 mod flow;
+mod gateway;
 mod hardening;
 mod keys;
 mod load;

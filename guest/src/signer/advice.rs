@@ -3,6 +3,7 @@
 //! clock), without ever showing a secret.
 
 use super::{Session, SignerError};
+use crate::keyref::KeyRef;
 use crate::kms::{self, Refreshed};
 
 impl<'a> Session<'a> {
@@ -105,6 +106,18 @@ impl<'a> Session<'a> {
                 e.action,
                 key.alias().unwrap_or("KEY")
             )
+        } else if let Some(instance) =
+            dedicated_gateway(ep).filter(|_| e.code == "MissingParameter")
+        {
+            // Document 613363: before image 3.0.0 a gateway takes its ClientKey protocol only,
+            // and asks RAM-signed requests for its `x-kms-acccesskeyid`.
+            format!(
+                "the dedicated gateway of KMS instance {instance} does not take RAM-signed \
+                 requests: its image is older than 3.0.0; upgrade the instance's image, or use \
+                 the shared gateway of its region, alibabakms://kms.<region>.aliyuncs.com/\
+                 {instance}/{} (with the instance's public access enabled)",
+                key.key_id_param()
+            )
         } else {
             advice
         };
@@ -126,6 +139,21 @@ pub(super) fn dedicated_gateway(endpoint: &str) -> Option<&str> {
     let host = endpoint.split(':').next().unwrap_or(endpoint);
     host.strip_suffix(".cryptoservice.kms.aliyuncs.com")
         .filter(|id| id.starts_with("kst-") && !id.contains('.'))
+}
+
+/// Why `key`, a reference at the dedicated gateway of `instance` without a version, cannot
+/// be used there, and what to write instead.
+pub(super) fn name_the_version(key: &KeyRef, instance: &str) -> String {
+    let ep = &key.endpoint;
+    let named = key.key_id_param();
+    format!(
+        "{ep} is the dedicated gateway of KMS instance {instance}, which serves cryptographic \
+         operations only, and {key} names no key version: finding the newest needs \
+         ListKeyVersions, a key management action of the shared gateway. Name the version, \
+         alibabakms://{ep}/{instance}/KEY_ID/versions/VERSION_ID (`aliyun kms ListKeyVersions \
+         --KeyId {named}` lists them), or use the shared gateway of the instance's region, \
+         alibabakms://kms.<region>.aliyuncs.com/{instance}/{named}"
+    )
 }
 
 /// Key management rather than a cryptographic operation: only the shared gateway serves it.

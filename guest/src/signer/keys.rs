@@ -6,13 +6,20 @@ use crate::cache::Cache;
 use crate::crypto::PublicKey;
 use crate::kms;
 
+/// A key version and its public key, as KMS names them (an alias resolved to its key id).
+pub(super) struct VersionKey {
+    pub key_id: String,
+    pub version: String,
+    pub key: PublicKey,
+}
+
 impl<'a> Session<'a> {
     /// The public key from KMS (version lookup included), kept in `cache`.
     pub(super) fn fresh_public_key(
         &self,
         cache: &Cache<'_>,
         opts: &Options,
-    ) -> Result<PublicKey, SignerError> {
+    ) -> Result<VersionKey, SignerError> {
         let version = self.version(opts)?;
         let answer = self
             .client
@@ -26,7 +33,11 @@ impl<'a> Session<'a> {
         // An alias is kept by the real key id it names, which AsymmetricSign takes as it is.
         let key_id = real_id.unwrap_or_else(|| self.key.key_id_param().to_string());
         cache.put(&key_id, &version, &key.to_pem());
-        Ok(key)
+        Ok(VersionKey {
+            key_id,
+            version,
+            key,
+        })
     }
 
     /// An explicit version: the options', else the reference's.
@@ -35,11 +46,15 @@ impl<'a> Session<'a> {
         from_opts.or(self.key.version()).map(str::to_string)
     }
 
-    /// The version to use: explicit, else the newest.
+    /// The version to use: explicit, else the newest (which a dedicated gateway cannot
+    /// tell: ListKeyVersions is key management).
     pub(super) fn version(&self, opts: &Options) -> Result<String, SignerError> {
-        match self.explicit_version(opts) {
-            Some(v) => Ok(v),
-            None => self.newest_version(self.key.key_id_param(), None),
+        match (self.explicit_version(opts), &self.gateway) {
+            (Some(v), _) => Ok(v),
+            (None, Some(instance)) => Err(SignerError::InvalidInput(
+                super::advice::name_the_version(&self.key, instance),
+            )),
+            (None, None) => self.newest_version(self.key.key_id_param(), None),
         }
     }
 

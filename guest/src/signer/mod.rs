@@ -83,6 +83,9 @@ struct Session<'a> {
     ttl: std::time::Duration,
     /// Who signs, as cache entries are keyed ([`cache::identity`]).
     identity: String,
+    /// The KMS instance whose dedicated gateway the endpoint is: cryptographic operations
+    /// only there, so no DescribeKey or ListKeyVersions ([`advice::dedicated_gateway`]).
+    gateway: Option<String>,
 }
 
 impl<'a> Signer<'a> {
@@ -115,6 +118,17 @@ impl<'a> Signer<'a> {
 
     fn session(&self, key_ref: &str) -> Result<Session<'a>, SignerError> {
         let key = keyref::parse(key_ref).map_err(|e| SignerError::InvalidInput(e.to_string()))?;
+        let gateway = advice::dedicated_gateway(&key.endpoint).map(str::to_string);
+        if let (Some(gateway), Some(instance)) = (&gateway, &key.instance_id) {
+            if gateway != instance {
+                return Err(SignerError::InvalidInput(format!(
+                    "{key} names KMS instance {instance}, but {} is the dedicated gateway of \
+                     {gateway}; use the gateway of the key's instance, \
+                     {instance}.cryptoservice.kms.aliyuncs.com",
+                    key.endpoint
+                )));
+            }
+        }
         let ttl =
             cache::ttl((self.env)(cache::TTL_VAR).as_deref()).map_err(SignerError::InvalidInput)?;
         let (env, transport, deadline) = (self.env, self.transport, self.deadline.clone());
@@ -139,6 +153,7 @@ impl<'a> Signer<'a> {
             store: self.store,
             ttl,
             identity,
+            gateway,
         })
     }
 
@@ -151,7 +166,7 @@ impl<'a> Signer<'a> {
         {
             return Ok(key);
         }
-        s.fresh_public_key(&cache, opts)
+        Ok(s.fresh_public_key(&cache, opts)?.key)
     }
 
     pub fn sign(
@@ -168,7 +183,7 @@ impl<'a> Signer<'a> {
         // verify against the kept key, drops the entry and goes the whole way once.
         let cache = s.cache(opts);
         if let Some(entry) = cache.get() {
-            match s.sign_with(&entry, hash, &digest) {
+            match s.sign_with_kept(&entry, hash, &digest) {
                 Ok(signature) => return Ok(signature),
                 // Not when KMS is only busy: that is no reason to doubt the entry.
                 Err(SignerError::Kms(e, _)) if e.http_status != 429 && e.http_status < 500 => {
@@ -177,6 +192,11 @@ impl<'a> Signer<'a> {
                 Err(SignerError::VerificationFailed(_)) => cache.forget(),
                 Err(e) => return Err(e),
             }
+        }
+        if s.gateway.is_some() {
+            // No DescribeKey at a dedicated gateway: the public key says which algorithm.
+            let found = s.fresh_public_key(&cache, opts)?;
+            return s.sign_with(&found, hash, &digest);
         }
         let (meta, version) = s.describe_with_version(opts)?;
         let (algorithm, kms_digest) = s.usable(&meta)?.algorithm(hash, &digest)?;
@@ -221,10 +241,17 @@ impl<'a> Signer<'a> {
             SignerError::VerificationFailed(format!("invalid signature for {}: {why}", s.key))
         };
         if opts.remote_verification {
-            let (meta, version) = s.describe_with_version(opts)?;
-            let (algorithm, kms_digest) = s.usable(&meta)?.algorithm(hash, &digest)?;
+            let (key_id, version, kind) = if s.gateway.is_some() {
+                let found = s.fresh_public_key(&s.cache(opts), opts)?;
+                (found.key_id, found.version, Kind::of(&found.key))
+            } else {
+                let (meta, version) = s.describe_with_version(opts)?;
+                let kind = s.usable(&meta)?;
+                (meta.key_id, version, kind)
+            };
+            let (algorithm, kms_digest) = kind.algorithm(hash, &digest)?;
             let call = kms::asymmetric_verify(
-                &meta.key_id,
+                &key_id,
                 &version,
                 algorithm,
                 b64(kms_digest),
@@ -251,8 +278,10 @@ impl<'a> Signer<'a> {
                 Err(_) => cache.forget(),
             }
         }
-        let key = s.fresh_public_key(&cache, opts)?;
-        key.verify(hash, &digest, signature)
+        let found = s.fresh_public_key(&cache, opts)?;
+        found
+            .key
+            .verify(hash, &digest, signature)
             .map_err(|why| invalid(&why))
     }
 }
@@ -330,7 +359,7 @@ impl<'a> Session<'a> {
     }
 
     /// AsymmetricSign with kept metadata, checked against the kept public key.
-    fn sign_with(
+    fn sign_with_kept(
         &self,
         entry: &cache::Entry,
         hash: HashAlg,
@@ -338,15 +367,29 @@ impl<'a> Session<'a> {
     ) -> Result<Vec<u8>, SignerError> {
         let key = PublicKey::from_pem(&entry.public_key_pem)
             .map_err(|why| SignerError::VerificationFailed(format!("kept public key: {why}")))?;
-        let (algorithm, kms_digest) = Kind::of(&key).algorithm(hash, digest)?;
-        let call =
-            kms::asymmetric_sign(&entry.key_id, &entry.version_id, algorithm, b64(kms_digest));
+        let found = keys::VersionKey {
+            key_id: entry.key_id.clone(),
+            version: entry.version_id.clone(),
+            key,
+        };
+        self.sign_with(&found, hash, digest)
+    }
+
+    /// AsymmetricSign with the algorithm `found`'s public key calls for, checked against it.
+    fn sign_with(
+        &self,
+        found: &keys::VersionKey,
+        hash: HashAlg,
+        digest: &[u8],
+    ) -> Result<Vec<u8>, SignerError> {
+        let (algorithm, kms_digest) = Kind::of(&found.key).algorithm(hash, digest)?;
+        let call = kms::asymmetric_sign(&found.key_id, &found.version, algorithm, b64(kms_digest));
         let answer: kms::SignResponse = self.client.call(call).map_err(|e| self.advise(e))?;
         let signature = answer.signature()?;
         check_signature(
-            &key,
-            &entry.key_id,
-            &entry.version_id,
+            &found.key,
+            &found.key_id,
+            &found.version,
             hash,
             digest,
             &signature,

@@ -34,6 +34,7 @@ for_both_lines!(
     a_missing_alias_is_a_readable_error,
     an_image_signed_by_the_component_under_node_verifies,
     an_image_signed_by_the_aarch64_binary_under_qemu_verifies,
+    an_image_signed_through_a_dedicated_gateway_verifies,
 );
 
 fn read(path: &Path) -> String {
@@ -368,4 +369,48 @@ fn an_image_signed_by_the_component_under_node_verifies(c: CosignBin) {
 fn an_image_signed_by_the_aarch64_binary_under_qemu_verifies(c: CosignBin) {
     let [qemu, binary] = crate::cross::aarch64_plugin();
     image_flow_through(World::with_plugin(c, emulator(), &[&qemu, &binary]));
+}
+
+/// A key in a KMS instance, made through the shared gateway, signs an image through the
+/// instance's dedicated gateway (tests/e2e/gateway.rs): no key management is sent there.
+fn an_image_signed_through_a_dedicated_gateway_verifies(c: CosignBin) {
+    let emu = emulator();
+    let instance = alibabakms_emulator::DEFAULT_KMS_INSTANCE_ID;
+    let gateway = emu.dedicated_gateway(instance);
+    let name = gateway.rsplit_once(':').unwrap().0.to_string();
+    let program = crate::harness::with_hosts(&[&name], &[crate::harness::BIN]);
+    let program: Vec<&Path> = program.iter().map(Path::new).collect();
+    let mut w = World::with_plugin(c, emu, &program);
+    let allowed = format!("{},{gateway}", w.emu.endpoint());
+    w.set_env("SIGSTORE_ALIBABAKMS_ALLOWED_HOSTS", &allowed);
+    w.set_env("NO_PROXY", &format!("127.0.0.1,localhost,{name}"));
+    let shared = w.key_in_instance("gw");
+    let created = generate(&w, &shared);
+    let key_id = w.emu.alias_target("alias/gw").unwrap();
+    let version = w.emu.key_versions(&key_id).unwrap().pop().unwrap();
+    let key = format!("alibabakms://{gateway}/{instance}/{key_id}/versions/{version}");
+    assert_eq!(w.ok(&["public-key", "--key", &key]), created);
+    w.emu.reset_stats();
+    let registry = Registry::start(&w.dir);
+    let image = registry.push_image("gateway", b"layer signed through the gateway");
+    sign_image(&w, &key, &image);
+    let digest = image.rsplit_once('@').unwrap().1;
+    for verifier in [key.as_str(), "cosign.pub"] {
+        let out = w.ok(&[
+            "verify",
+            "--key",
+            verifier,
+            "--insecure-ignore-tlog",
+            &image,
+        ]);
+        assert!(out.contains(digest), "{verifier}: {out}");
+    }
+    let stats = w.emu.stats();
+    assert_eq!(stats.action("AsymmetricSign"), 1);
+    assert_eq!(
+        stats.action("DescribeKey") + stats.action("ListKeyVersions"),
+        0
+    );
+    assert_eq!(stats.rejected("InvalidApi.NotFound"), 0);
+    w.finish();
 }
