@@ -75,6 +75,16 @@ fn sign_image(w: &World, key: &str, image: &str) {
     w.ok(&sign);
 }
 
+/// `cosign verify --key V` of `image` (a `…@sha256:…` reference) passes for each of
+/// `verifiers` (KMS key references or public-key files), naming the image's digest.
+fn verify_image(w: &World, verifiers: &[&str], image: &str) {
+    let digest = image.rsplit_once('@').unwrap().1;
+    for verifier in verifiers {
+        let out = w.ok(&["verify", "--key", verifier, "--insecure-ignore-tlog", image]);
+        assert!(out.contains(digest), "{verifier}: {out}");
+    }
+}
+
 /// `cosign verify-blob` of `file` against what [`sign_blob`] wrote, with a KMS key reference
 /// or a public-key file.
 fn verify_blob(w: &World, key: &str, signed: &str, file: &str) -> super::Outcome {
@@ -162,17 +172,7 @@ fn image_sign_verify_attest_verify_attestation(c: CosignBin) {
     generate(&w, &key);
 
     sign_image(&w, &key, &image);
-    let digest = image.rsplit_once('@').unwrap().1;
-    for verifier in [key.as_str(), "cosign.pub"] {
-        let out = w.ok(&[
-            "verify",
-            "--key",
-            verifier,
-            "--insecure-ignore-tlog",
-            &image,
-        ]);
-        assert!(out.contains(digest), "{verifier}: {out}");
-    }
+    verify_image(&w, &[&key, "cosign.pub"], &image);
 
     std::fs::write(
         w.file("predicate.json"),
@@ -250,15 +250,7 @@ fn rsa_keys_sign_blobs_and_images(c: CosignBin) {
         ));
 
         sign_image(&w, &key, &image);
-        for verifier in [key.as_str(), pub_file.as_str()] {
-            w.ok(&[
-                "verify",
-                "--key",
-                verifier,
-                "--insecure-ignore-tlog",
-                &image,
-            ]);
-        }
+        verify_image(&w, &[&key, &pub_file], &image);
     }
     w.finish();
 }
@@ -306,15 +298,7 @@ fn generate_key_pair_makes_an_rsa_4096_key_when_told_and_it_signs_an_image(c: Co
     let text = String::from_utf8_lossy(&bits.stdout);
     assert!(text.contains("4096 bit"), "{text}\n{pem}");
     sign_image(&w, &key, &image);
-    for verifier in [key.as_str(), "cosign.pub"] {
-        w.ok(&[
-            "verify",
-            "--key",
-            verifier,
-            "--insecure-ignore-tlog",
-            &image,
-        ]);
-    }
+    verify_image(&w, &[&key, "cosign.pub"], &image);
     // A value the plugin does not know stops cosign with the plugin's words.
     w.set_env("SIGSTORE_ALIBABAKMS_DEFAULT_ALGORITHM", "RSA_1024");
     let stderr = w.fails(&["generate-key-pair", "--kms", &w.key_in_instance("nope")]);
@@ -333,17 +317,7 @@ fn image_flow_through(w: World) {
     let key = w.key("other-runtime");
     generate(&w, &key);
     sign_image(&w, &key, &image);
-    let digest = image.rsplit_once('@').unwrap().1;
-    for verifier in [key.as_str(), "cosign.pub"] {
-        let out = w.ok(&[
-            "verify",
-            "--key",
-            verifier,
-            "--insecure-ignore-tlog",
-            &image,
-        ]);
-        assert!(out.contains(digest), "{verifier}: {out}");
-    }
+    verify_image(&w, &[&key, "cosign.pub"], &image);
     assert_eq!(w.emu.stats().action("AsymmetricSign"), 1);
     w.finish();
 }
@@ -394,17 +368,7 @@ fn an_image_signed_through_a_dedicated_gateway_verifies(c: CosignBin) {
     let registry = Registry::start(&w.dir);
     let image = registry.push_image("gateway", b"layer signed through the gateway");
     sign_image(&w, &key, &image);
-    let digest = image.rsplit_once('@').unwrap().1;
-    for verifier in [key.as_str(), "cosign.pub"] {
-        let out = w.ok(&[
-            "verify",
-            "--key",
-            verifier,
-            "--insecure-ignore-tlog",
-            &image,
-        ]);
-        assert!(out.contains(digest), "{verifier}: {out}");
-    }
+    verify_image(&w, &[&key, "cosign.pub"], &image);
     let stats = w.emu.stats();
     assert_eq!(stats.action("AsymmetricSign"), 1);
     assert_eq!(
