@@ -96,6 +96,17 @@ fn keys_in_an_instance_sign_and_verify_through_its_dedicated_gateway() {
         );
         let signature = unb64(signed.ok("signMessage")["signature"].as_str().unwrap());
         assert!(openssl_verify(&pem, message, &signature, digest), "{spec}");
+        // A first signature there (no key kept): GetPublicKey, then AsymmetricSign.
+        let stats = emu.stats();
+        assert_eq!(
+            (
+                stats.action("GetPublicKey"),
+                stats.action("AsymmetricSign"),
+                stats.total_requests
+            ),
+            (2, 1, 3),
+            "{spec}: publicKey, then signMessage"
+        );
         for remote in [false, true] {
             let args = json!({"signature": b64(&signature), "verifyOptions": options(remote)});
             call(
